@@ -1,0 +1,10 @@
+#pragma once
+
+#include <napi.h>
+
+namespace tswl {
+
+// Unix sockets with fd passing: listenUnix, accept, connectUnix, socketpair, sendmsg, recvmsg, close.
+void InitSocket(Napi::Env env, Napi::Object exports);
+
+}  // namespace tswl

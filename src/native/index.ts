@@ -1,0 +1,139 @@
+/**
+ * Typed access to the native addon (native/*.cc): unix sockets with fd passing and readiness
+ * polling on Node's event loop. All fds it makes are close-on-exec and all sockets nonblocking.
+ *
+ * Errors thrown by these functions are Node-style system errors: `.code` is the errno name
+ * ('ENOENT'), `.errno` the negated errno (as in Node's own errors), `.syscall` the failing call,
+ * `.path` the path when one is involved. Bad arguments throw TypeError or RangeError.
+ */
+import { readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+/** A listening socket and the lock file that guards its path. Close both when done. */
+export interface Listener {
+  fd: number;
+  lockFd: number;
+}
+
+/** Readiness of one fd, reported through the callback given to the constructor. */
+export interface Poller {
+  /** (Re)starts polling for READABLE|WRITABLE (DISCONNECT is always reported); 0 stops. */
+  update(events: number): void;
+  /**
+   * Stops and releases the handle; call it before closing the fd (libuv aborts the process when a
+   * watched fd disappears). Idempotent. An idle Poller is also released when collected.
+   */
+  close(): void;
+}
+
+export interface PollerConstructor {
+  /**
+   * Watches `fd` (one Poller per fd; a second one on the same fd fails with EEXIST once the
+   * first is polling). `callback` runs from the event loop with the ready events,
+   * or with events 0 and an errno name when polling failed (polling has then stopped). An
+   * exception thrown by the callback is an uncaught exception, as with Node's own handles.
+   * Callbacks run in the async context of the constructor call, each followed by its ticks and
+   * promise jobs. The Poller holds the callback (a `callback` property), so a callback that
+   * refers back to its Poller does not keep an idle one alive.
+   */
+  new (fd: number, callback: (events: number, errorCode: string | null) => void): Poller;
+}
+
+interface NativeAddon {
+  listenUnix(path: string): Listener;
+  accept(listenFd: number): number;
+  connectUnix(path: string): number;
+  socketpair(): [number, number];
+  sendmsg(
+    fd: number,
+    buf: Uint8Array,
+    start: number,
+    end: number,
+    fds: readonly number[] | Int32Array,
+    fdCount: number,
+  ): number;
+  recvmsg(fd: number, buf: Uint8Array, start: number, end: number, out: Int32Array): number;
+  close(fd: number): void;
+  Poller: PollerConstructor;
+  READABLE: number;
+  WRITABLE: number;
+  DISCONNECT: number;
+  MAX_FDS: number;
+}
+
+// Relative to this file both as src/native/index.ts and as dist/native/index.js.
+const addon = createRequire(import.meta.url)('../../build/Release/tswl_native.node') as NativeAddon;
+
+export const READABLE = 1;
+export const WRITABLE = 2;
+export const DISCONNECT = 4;
+/** Most fds one sendmsg may carry, and all that recvmsg has room for (libwayland's limit). */
+export const MAX_FDS = 28;
+/** The length `recvmsg`'s `out` array needs: count, truncated flag, then MAX_FDS fds. */
+export const RECV_OUT_LENGTH = 2 + MAX_FDS;
+
+if (
+  addon.READABLE !== READABLE ||
+  addon.WRITABLE !== WRITABLE ||
+  addon.DISCONNECT !== DISCONNECT ||
+  addon.MAX_FDS !== MAX_FDS
+) {
+  throw new Error('tswl_native: constants differ from src/native/index.ts; rebuild the addon');
+}
+
+/**
+ * Listens on a unix socket at `path`, as libwayland does: takes an exclusive flock on
+ * `${path}.lock` (created 0660) and throws code 'EADDRINUSE' if another process holds it;
+ * with the lock held, a socket left at `path` by a crashed process is removed first. Paths that
+ * do not fit in sun_path throw 'ENAMETOOLONG'. Removing the files on shutdown is the caller's job.
+ */
+export const listenUnix: (path: string) => Listener = addon.listenUnix;
+
+/** Accepts one connection (close-on-exec, nonblocking); -1 when none is pending. */
+export const accept: (listenFd: number) => number = addon.accept;
+
+/** Connects to a unix socket (a blocking connect), then makes the socket nonblocking. */
+export const connectUnix: (path: string) => number = addon.connectUnix;
+
+/** A connected pair of unix stream sockets. */
+export const socketpair: () => [number, number] = addon.socketpair;
+
+/**
+ * One sendmsg of buf[start, end) with fds[0, fdCount) attached as SCM_RIGHTS (at most MAX_FDS,
+ * else 'EINVAL'; fds need a non-empty range). Returns the bytes sent, or -1 when the socket is
+ * full. Other failures (EPIPE, ECONNRESET…) throw. The fds stay open: they are the caller's.
+ */
+export const sendmsg: (
+  fd: number,
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  fds: readonly number[] | Int32Array,
+  fdCount: number,
+) => number = addon.sendmsg;
+
+/**
+ * One recvmsg into buf[start, end) (a non-empty range). Returns the bytes read, 0 at end of
+ * file, or -1 when nothing is available. Received fds (close-on-exec, now the caller's to close)
+ * are in `out`: out[0] = count, out[1] = 1 if the peer sent more fds than fit (MSG_CTRUNC; the
+ * excess are lost), fds at out[2 .. 2 + count). `out` needs RECV_OUT_LENGTH entries; the count
+ * and flag are reset on every call that reaches the kernel, including ones returning -1 or 0.
+ */
+export const recvmsg: (
+  fd: number,
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  out: Int32Array,
+) => number = addon.recvmsg;
+
+/** Closes an fd; throws only on EBADF. */
+export const close: (fd: number) => void = addon.close;
+
+export const Poller: PollerConstructor = addon.Poller;
+
+/** Open fds of this process (entries of /proc/self/fd), for leak checks. */
+export function openFdCount(): number {
+  // readdirSync's own directory fd is listed too; it is closed again by the time we return.
+  return readdirSync('/proc/self/fd').length - 1;
+}

@@ -1,0 +1,475 @@
+import type { HandlerResult } from '../protocol/meta.js';
+import { ArgKind } from '../protocol/meta.js';
+import type { Interface, Message, ProtocolTables } from '../protocol/tables.js';
+import { Connection, MAX_MESSAGE_SIZE } from '../wire/connection.js';
+import { WireError } from '../wire/errors.js';
+import { closeQuietly } from '../wire/fd-queue.js';
+import { ArgReader } from '../wire/reader.js';
+import type { MessageWriter } from '../wire/writer.js';
+import { DisplayError, ProtocolError } from './errors.js';
+import { IdSpace, SERVER_ID_START, WlObject } from './objects.js';
+
+const DISPLAY_ID = 1;
+/** More fd arguments than any message in protocols/ has. */
+const MAX_FDS_PER_MESSAGE = 8;
+
+/**
+ * Special handling for one interface. A hook sees a message before it is forwarded, with
+ * its arguments still in the sender's id space; returning true means it consumed the
+ * message (and its fds), so nothing is forwarded.
+ */
+export interface InterfaceHooks {
+  request?(ctx: HookContext, opcode: number, args: ArgReader): HandlerResult;
+  event?(ctx: HookContext, opcode: number, args: ArgReader): HandlerResult;
+}
+
+/** What a hook is called with: the relay and the object the message is addressed to. */
+export interface HookContext {
+  readonly relay: Relay;
+  obj: WlObject;
+}
+
+export interface RelayOptions {
+  readonly tables: ProtocolTables;
+  readonly hooks: ReadonlyMap<string, InterfaceHooks>;
+  /** Called once when both connections are closed. */
+  readonly onClose?: (relay: Relay) => void;
+  readonly warn?: (message: string) => void;
+}
+
+/**
+ * One client's relay: requests from the client go to its own host connection and events
+ * come back, with object ids translated both ways and fds passed through.
+ */
+export class Relay {
+  readonly clientIds = new IdSpace();
+  readonly hostIds = new IdSpace();
+  readonly client: Connection;
+  readonly host: Connection;
+  readonly tables: ProtocolTables;
+  private readonly hooks = new Map<Interface, InterfaceHooks>();
+  private readonly reader = new ArgReader();
+  private readonly msgFds = new Int32Array(MAX_FDS_PER_MESSAGE);
+  private readonly hookContext: HookContext;
+  private hostSentError = false;
+  private closed = false;
+
+  constructor(
+    clientFd: number,
+    hostFd: number,
+    private readonly options: RelayOptions,
+  ) {
+    this.tables = options.tables;
+    for (const [name, hooks] of options.hooks) this.hooks.set(this.tables.require(name), hooks);
+    const display = new WlObject(DISPLAY_ID, DISPLAY_ID, this.tables.require('wl_display'), 1);
+    this.hookContext = { relay: this, obj: display };
+    this.clientIds.set(DISPLAY_ID, display);
+    this.hostIds.set(DISPLAY_ID, display);
+    this.client = new Connection(clientFd, {
+      onData: () => this.pump(this.client),
+      onClose: (_c, error) => this.onClientClosed(error),
+      onDrain: () => this.resume(this.host),
+    });
+    this.host = new Connection(hostFd, {
+      onData: () => this.pump(this.host),
+      onClose: (_c, error) => this.onHostClosed(error),
+      onDrain: () => this.resume(this.client),
+    });
+  }
+
+  get objectCount(): number {
+    return this.clientIds.size;
+  }
+
+  /** Sends wl_display.error to the client and disconnects it (and its host connection). */
+  postError(objectId: number, code: number, message: string): void {
+    if (this.closed) return;
+    this.warn(`client protocol error: ${message}`);
+    const w = this.client.out;
+    w.begin(DISPLAY_ID, 0);
+    w.object(objectId);
+    w.uint(code);
+    w.string(message);
+    w.end();
+    this.client.flush();
+    this.close();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.client.close();
+    this.host.close();
+    this.options.onClose?.(this);
+  }
+
+  /** The peer that was too slow caught up: read from the other side again, starting with what is buffered. */
+  private resume(from: Connection): void {
+    from.setReading(true);
+    if (from.inEnd > from.inStart) this.pump(from);
+  }
+
+  private warn(message: string): void {
+    this.options.warn?.(message);
+  }
+
+  /** Processes every complete message from one side, then flushes each peer once. */
+  private pump(from: Connection): void {
+    const toClient = from === this.host;
+    const to = toClient ? this.client : this.host;
+    try {
+      if (from.fdsTruncated) {
+        throw new WireError(`too many file descriptors in one message (more than 28)`);
+      }
+      const view = from.inView;
+      while (from.inEnd - from.inStart >= 8 && !this.closed) {
+        const start = from.inStart;
+        const id = view.getUint32(start, true);
+        const word = view.getUint32(start + 4, true);
+        const size = word >>> 16;
+        if (size < 8 || size % 4 !== 0 || size > MAX_MESSAGE_SIZE) {
+          throw new WireError(`message to object ${id} has an invalid size ${size}`);
+        }
+        if (from.inEnd - start < size) break;
+        if (toClient) this.handleEvent(start, size, id, word & 0xffff);
+        else this.handleRequest(start, size, id, word & 0xffff);
+        from.consume(size);
+        if (to.congested) {
+          from.setReading(false);
+          break;
+        }
+      }
+    } catch (e) {
+      this.onPumpError(e, toClient);
+      return;
+    }
+    to.flush();
+    if (this.client.out.len > 0) this.client.flush();
+  }
+
+  private onPumpError(e: unknown, fromHost: boolean): void {
+    if (!(e instanceof WireError || e instanceof ProtocolError)) throw e;
+    if (fromHost) {
+      // The host compositor broke the protocol; the client cannot go on without it.
+      this.postError(
+        DISPLAY_ID,
+        DisplayError.implementation,
+        `host compositor sent a malformed message: ${e.message}`,
+      );
+    } else if (e instanceof ProtocolError) {
+      this.postError(e.objectId, e.code, e.message);
+    } else {
+      this.postError(DISPLAY_ID, DisplayError.invalidMethod, e.message);
+    }
+  }
+
+  private takeFds(from: Connection, n: number, what: string): void {
+    if (n === 0) {
+      this.reader.setFds(this.msgFds, 0, 0);
+      return;
+    }
+    if (from.inFds.length < n)
+      throw new WireError(`${what} needs ${n} file descriptor(s) that were not sent`);
+    from.inFds.take(n, this.msgFds);
+    this.reader.setFds(this.msgFds, 0, n);
+  }
+
+  private handleRequest(start: number, size: number, id: number, opcode: number): void {
+    const from = this.client;
+    const obj = this.clientIds.get(id);
+    if (!obj || obj.dying)
+      throw new ProtocolError(DISPLAY_ID, DisplayError.invalidObject, `invalid object ${id}`);
+    const msg = obj.iface.requests[opcode];
+    if (!msg || msg.since > obj.version) {
+      throw new ProtocolError(
+        id,
+        DisplayError.invalidMethod,
+        `invalid method ${opcode}${msg ? ` (since ${msg.since} > version ${obj.version})` : ''}, object ${obj.iface.name}@${id}`,
+      );
+    }
+    this.takeFds(from, msg.fdCount, `${obj.iface.name}@${id}.${msg.name}`);
+    const hooks = this.hooks.get(obj.iface);
+    if (hooks?.request) {
+      this.reader.reset(from.in, from.inView, start + 8, start + size);
+      let consumed: HandlerResult;
+      try {
+        this.hookContext.obj = obj;
+        consumed = hooks.request(this.hookContext, opcode, this.reader);
+      } catch (e) {
+        this.closeMessageFds(msg.fdCount);
+        throw e;
+      }
+      if (consumed) return;
+      this.reader.fdPos = 0;
+    }
+    this.forward(from, this.host.out, start, size, obj, msg, true);
+    if (msg.destructor) {
+      if (obj.serverCreated) {
+        // The host frees server-created ids without a delete_id; events still in flight are dropped.
+        obj.dying = true;
+        this.clientIds.release(obj.clientId);
+      } else {
+        obj.dying = true;
+      }
+    }
+  }
+
+  private handleEvent(start: number, size: number, id: number, opcode: number): void {
+    const from = this.host;
+    const obj = this.hostIds.get(id);
+    if (!obj) throw new WireError(`event for unknown object ${id}`);
+    const msg = obj.iface.events[opcode];
+    if (!msg) throw new WireError(`unknown event ${opcode} for ${obj.iface.name}@${id}`);
+    this.takeFds(from, msg.fdCount, `${obj.iface.name}@${id}.${msg.name}`);
+    if (obj.dying && obj.serverCreated) {
+      // The client already destroyed this server-created object: it would drop the event too.
+      this.closeMessageFds(msg.fdCount);
+      return;
+    }
+    if (id === DISPLAY_ID && opcode === 0) this.hostSentError = true;
+    const hooks = this.hooks.get(obj.iface);
+    if (hooks?.event) {
+      this.reader.reset(from.in, from.inView, start + 8, start + size);
+      let consumed: HandlerResult;
+      try {
+        this.hookContext.obj = obj;
+        consumed = hooks.event(this.hookContext, opcode, this.reader);
+      } catch (e) {
+        this.closeMessageFds(msg.fdCount);
+        throw e;
+      }
+      if (consumed) return;
+      this.reader.fdPos = 0;
+    }
+    this.forward(from, this.client.out, start, size, obj, msg, false);
+    if (msg.destructor) {
+      obj.dying = true;
+      if (obj.serverCreated) {
+        this.hostIds.remove(obj.hostId);
+        this.clientIds.release(obj.clientId);
+      }
+    }
+  }
+
+  private closeMessageFds(n: number): void {
+    for (let i = 0; i < n; i++) closeQuietly(this.msgFds[i]);
+  }
+
+  /**
+   * Copies one message to the other side, validating every argument and rewriting object
+   * ids into the receiver's id space; new_id arguments create the object on both sides.
+   */
+  private forward(
+    from: Connection,
+    out: MessageWriter,
+    start: number,
+    size: number,
+    obj: WlObject,
+    msg: Message,
+    request: boolean,
+  ): void {
+    const src = from.in;
+    const view = from.inView;
+    if (!msg.needsWalk) {
+      if (size !== msg.fixedSize) {
+        this.closeMessageFds(msg.fdCount);
+        throw new WireError(
+          `${obj.iface.name}.${msg.name}: message size ${size} does not match its arguments`,
+        );
+      }
+      const at = out.copyFrom(src, start, start + size);
+      out.view.setUint32(at, request ? obj.hostId : obj.clientId, true);
+      return;
+    }
+    const mark = out.len;
+    const at = out.copyFrom(src, start, start + size);
+    out.view.setUint32(at, request ? obj.hostId : obj.clientId, true);
+    const end = start + size;
+    let pos = start + 8;
+    let fdIndex = 0;
+    try {
+      const kinds = msg.kinds;
+      for (let i = 0; i < kinds.length; i++) {
+        const kind = kinds[i];
+        if (kind === ArgKind.Fd) {
+          out.fd(this.msgFds[fdIndex++]);
+          continue;
+        }
+        if (pos + 4 > end) throw new WireError(`${obj.iface.name}.${msg.name}: message too short`);
+        const value = view.getUint32(pos, true);
+        const outPos = at + (pos - start);
+        switch (kind) {
+          case ArgKind.String:
+          case ArgKind.Array: {
+            const padded = (value + 3) & ~3;
+            if (value > MAX_MESSAGE_SIZE || pos + 4 + padded > end) {
+              throw new WireError(
+                `${obj.iface.name}.${msg.name}: argument ${i} runs past the message`,
+              );
+            }
+            if (kind === ArgKind.String) {
+              if (value === 0 && !msg.nullable[i]) {
+                throw new WireError(
+                  `${obj.iface.name}.${msg.name}: null string for a non-nullable argument`,
+                );
+              }
+              if (value > 0 && src[pos + 4 + value - 1] !== 0) {
+                throw new WireError(`${obj.iface.name}.${msg.name}: string not NUL-terminated`);
+              }
+            }
+            pos += 4 + padded;
+            break;
+          }
+          case ArgKind.Object:
+            out.view.setUint32(outPos, this.translateObject(value, msg, i, obj, request), true);
+            pos += 4;
+            break;
+          case ArgKind.NewId:
+            if (msg.argInterfaces[i] === null) {
+              // untyped new_id: interface name, version, id
+              pos = this.forwardUntypedNewId(
+                src,
+                view,
+                pos,
+                end,
+                out,
+                at - start,
+                obj,
+                msg,
+                request,
+              );
+            } else {
+              out.view.setUint32(
+                outPos,
+                this.createObject(value, msg.argInterfaces[i]!, obj.version, request),
+                true,
+              );
+              pos += 4;
+            }
+            break;
+          default:
+            pos += 4;
+        }
+      }
+      if (pos !== end)
+        throw new WireError(
+          `${obj.iface.name}.${msg.name}: message size ${size} does not match its arguments`,
+        );
+    } catch (e) {
+      out.len = mark;
+      for (let i = out.fds.length - fdIndex; i < out.fds.length; i++) closeQuietly(out.fds[i]);
+      out.fds.length -= fdIndex;
+      for (let i = fdIndex; i < msg.fdCount; i++) closeQuietly(this.msgFds[i]);
+      throw e;
+    }
+  }
+
+  private translateObject(
+    id: number,
+    msg: Message,
+    i: number,
+    sender: WlObject,
+    request: boolean,
+  ): number {
+    if (id === 0) {
+      if (!msg.nullable[i]) {
+        throw new ProtocolError(
+          request ? sender.clientId : DISPLAY_ID,
+          DisplayError.invalidMethod,
+          `${sender.iface.name}.${msg.name}: null object for a non-nullable argument`,
+        );
+      }
+      return 0;
+    }
+    const target = request ? this.clientIds.get(id) : this.hostIds.get(id);
+    if (request) {
+      const expected = msg.argInterfaces[i];
+      if (!target || target.dying || (expected !== null && target.iface !== expected)) {
+        throw new ProtocolError(
+          DISPLAY_ID,
+          DisplayError.invalidObject,
+          `invalid object ${id} as argument ${i} of ${sender.iface.name}@${sender.clientId}.${msg.name}`,
+        );
+      }
+      return target.hostId;
+    }
+    if (!target) throw new WireError(`${sender.iface.name}.${msg.name} names unknown object ${id}`);
+    // A server-created object the client already destroyed reads as null, as libwayland does.
+    return target.dying && target.serverCreated ? 0 : target.clientId;
+  }
+
+  private createObject(id: number, iface: Interface, version: number, request: boolean): number {
+    if (request) {
+      if (!this.clientIds.canInsert(id, false)) {
+        throw new ProtocolError(DISPLAY_ID, DisplayError.invalidObject, `invalid new id ${id}`);
+      }
+      const hostId = this.hostIds.allocate(false);
+      const obj = new WlObject(id, hostId, iface, version);
+      this.clientIds.set(id, obj);
+      this.hostIds.set(hostId, obj);
+      return hostId;
+    }
+    const stale = this.hostIds.get(id);
+    if (id < SERVER_ID_START || (stale && !(stale.dying && stale.serverCreated))) {
+      throw new WireError(`host created object ${id} over a live one or outside its id range`);
+    }
+    if (!stale && !this.hostIds.canInsert(id, true))
+      throw new WireError(`host created object ${id} out of sequence`);
+    const clientId = this.clientIds.allocate(true);
+    const obj = new WlObject(clientId, id, iface, version);
+    this.clientIds.set(clientId, obj);
+    this.hostIds.set(id, obj);
+    return clientId;
+  }
+
+  private forwardUntypedNewId(
+    src: Buffer,
+    view: DataView,
+    pos: number,
+    end: number,
+    out: MessageWriter,
+    shift: number,
+    sender: WlObject,
+    msg: Message,
+    request: boolean,
+  ): number {
+    const len = view.getUint32(pos, true);
+    const padded = (len + 3) & ~3;
+    if (len === 0 || pos + 4 + padded + 8 > end || src[pos + 4 + len - 1] !== 0) {
+      throw new WireError(`${sender.iface.name}.${msg.name}: malformed interface name`);
+    }
+    const name = src.toString('latin1', pos + 4, pos + 4 + len - 1);
+    pos += 4 + padded;
+    const version = view.getUint32(pos, true);
+    const id = view.getUint32(pos + 4, true);
+    const iface = this.tables.get(name);
+    if (!iface || version < 1 || version > iface.version) {
+      throw new ProtocolError(
+        DISPLAY_ID,
+        DisplayError.invalidObject,
+        `cannot create object of interface ${name} version ${version}`,
+      );
+    }
+    out.view.setUint32(pos + 4 + shift, this.createObject(id, iface, version, request), true);
+    return pos + 8;
+  }
+
+  private onClientClosed(error: Error | null): void {
+    if (error) this.warn(`client connection failed: ${error.message}`);
+    this.close();
+  }
+
+  private onHostClosed(error: Error | null): void {
+    if (!this.hostSentError && !this.closed) {
+      const why = error ? error.message : 'it closed the connection';
+      const w = this.client.out;
+      w.begin(DISPLAY_ID, 0);
+      w.object(DISPLAY_ID);
+      w.uint(DisplayError.implementation);
+      w.string(`lost the host compositor: ${why}`);
+      w.end();
+    }
+    this.client.flush();
+    this.close();
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * An output buffer for one connection plus the fds that go with it. Messages are
+ * appended with begin() … end() and leave in batches when the connection flushes.
+ */
+export class MessageWriter {
+  buf: Buffer;
+  view: DataView;
+  len = 0;
+  /** fds queued for the next sendmsg; ownership passes to the connection, which closes them once sent. */
+  readonly fds: number[] = [];
+  private start = 0;
+
+  constructor(initialSize = 16384) {
+    this.buf = Buffer.allocUnsafe(initialSize);
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
+  }
+
+  reserve(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.len + n) size *= 2;
+    const next = Buffer.allocUnsafe(size);
+    this.buf.copy(next, 0, 0, this.len);
+    this.buf = next;
+    this.view = new DataView(next.buffer, next.byteOffset, next.byteLength);
+  }
+
+  begin(id: number, opcode: number): void {
+    this.reserve(8);
+    this.start = this.len;
+    this.view.setUint32(this.len, id >>> 0, true);
+    this.view.setUint32(this.len + 4, opcode, true);
+    this.len += 8;
+  }
+
+  end(): void {
+    const size = this.len - this.start;
+    this.view.setUint32(
+      this.start + 4,
+      (size << 16) | this.view.getUint16(this.start + 4, true),
+      true,
+    );
+  }
+
+  int(v: number): void {
+    this.reserve(4);
+    this.view.setInt32(this.len, v, true);
+    this.len += 4;
+  }
+
+  uint(v: number): void {
+    this.reserve(4);
+    this.view.setUint32(this.len, v >>> 0, true);
+    this.len += 4;
+  }
+
+  fixed(v: number): void {
+    this.int(Math.round(v * 256));
+  }
+
+  object(id: number): void {
+    this.uint(id);
+  }
+
+  newId(id: number): void {
+    this.uint(id);
+  }
+
+  string(s: string | null): void {
+    if (s === null) return this.uint(0);
+    this.reserve(4 + s.length * 3 + 4);
+    const at = this.len;
+    const n = this.buf.write(s, at + 4, 'utf8');
+    this.buf[at + 4 + n] = 0;
+    this.view.setUint32(at, n + 1, true);
+    const padded = (n + 1 + 3) & ~3;
+    this.buf.fill(0, at + 4 + n + 1, at + 4 + padded);
+    this.len = at + 4 + padded;
+  }
+
+  array(a: Uint8Array): void {
+    const padded = (a.length + 3) & ~3;
+    this.reserve(4 + padded);
+    this.view.setUint32(this.len, a.length, true);
+    this.buf.set(a, this.len + 4);
+    this.buf.fill(0, this.len + 4 + a.length, this.len + 4 + padded);
+    this.len += 4 + padded;
+  }
+
+  fd(fd: number): void {
+    this.fds.push(fd);
+  }
+
+  /** Appends bytes verbatim (a forwarded message); returns where they start. */
+  copyFrom(src: Buffer, start: number, end: number): number {
+    const n = end - start;
+    this.reserve(n);
+    const at = this.len;
+    src.copy(this.buf, at, start, end);
+    this.len += n;
+    return at;
+  }
+}
