@@ -1,5 +1,6 @@
-// Unix-domain stream sockets and SCM_RIGHTS, the part of the Wayland wire Node cannot do.
-// Every fd made here is close-on-exec, and every socket is nonblocking.
+// Unix-domain stream sockets and SCM_RIGHTS, the part of the Wayland wire Node cannot do, plus
+// what systemd integration needs: notify datagrams, checking inherited listening sockets, FIFOs.
+// Every fd made here is close-on-exec, and every socket kept open is nonblocking.
 
 #include "socket.h"
 
@@ -10,9 +11,11 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 
 #include "args.h"
@@ -338,6 +341,173 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   return {};
 }
 
+// The unix address for a path, or for an abstract name written "@name" as in $NOTIFY_SOCKET.
+// Abstract names are length-delimited: no trailing NUL is part of the address.
+bool MakeNamedAddress(Napi::Env env, const char* syscall, const std::string& path, sockaddr_un* addr,
+                      socklen_t* len) {
+  if (path.empty() || path[0] != '@') return MakeAddress(env, syscall, path, addr, len);
+  std::string name = path.substr(1);
+  if (name.empty() || name.find('\0') != std::string::npos) {
+    ThrowErrno(env, EINVAL, syscall, path);
+    return false;
+  }
+  memset(addr, 0, sizeof(*addr));
+  if (name.size() + 1 > sizeof(addr->sun_path)) {
+    std::string message = std::string(syscall) + " " + path + ": abstract name is longer than " +
+                          std::to_string(sizeof(addr->sun_path) - 1) + " bytes";
+    ErrnoError(env, ENAMETOOLONG, syscall, path, message).ThrowAsJavaScriptException();
+    return false;
+  }
+  addr->sun_family = AF_UNIX;
+  memcpy(addr->sun_path + 1, name.data(), name.size());
+  *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  return true;
+}
+
+// How long sendDatagram waits for room in the receiver's queue. sd_notify blocks without limit;
+// a bound keeps a stuck receiver from stalling the event loop for good.
+constexpr int kDatagramSendTimeoutMs = 1000;
+
+Napi::Value SendDatagram(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path;
+  void* data;
+  size_t len;
+  sockaddr_un addr;
+  socklen_t addrLen;
+  if (!GetString(info, 0, "path", &path)) return {};
+  if (!GetTypedArray(info, 1, "data", napi_uint8_array, &data, &len)) return {};
+  if (!MakeNamedAddress(env, "sendto", path, &addr, &addrLen)) return {};
+
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ThrowErrno(env, errno, "socket");
+    return {};
+  }
+  timeval timeout = {kDatagramSendTimeoutMs / 1000, (kDatagramSendTimeoutMs % 1000) * 1000};
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout)) < 0) {
+    int err = errno;
+    CloseQuietly(fd);
+    ThrowErrno(env, err, "setsockopt");
+    return {};
+  }
+  ssize_t n;
+  do {
+    n = sendto(fd, data, len, MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr), addrLen);
+  } while (n < 0 && errno == EINTR);
+  int err = errno;
+  CloseQuietly(fd);
+  if (n < 0) {
+    ThrowErrno(env, err == EWOULDBLOCK ? EAGAIN : err, "sendto", path);
+    return {};
+  }
+  return {};
+}
+
+bool GetSocketInt(Napi::Env env, int fd, int option, int* value) {
+  socklen_t len = sizeof(*value);
+  if (getsockopt(fd, SOL_SOCKET, option, value, &len) < 0) {
+    ThrowErrno(env, errno, "getsockopt");
+    return false;
+  }
+  return true;
+}
+
+void ThrowFdError(Napi::Env env, int err, const char* syscall, int fd, const std::string& why) {
+  std::string message = "fd " + std::to_string(fd) + " " + why;
+  ErrnoError(env, err, syscall, {}, message).ThrowAsJavaScriptException();
+}
+
+Napi::Value InspectListenSocket(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  if (!GetFd(info, 0, &fd)) return {};
+
+  struct stat st;
+  if (fstat(fd, &st) < 0) {
+    int err = errno;
+    if (err == EBADF) {
+      ThrowFdError(env, EBADF, "fstat", fd, "is not open");
+    } else {
+      ThrowErrno(env, err, "fstat");
+    }
+    return {};
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    ThrowFdError(env, ENOTSOCK, "fstat", fd, "is not a socket");
+    return {};
+  }
+  int domain, type, accepting;
+  if (!GetSocketInt(env, fd, SO_DOMAIN, &domain)) return {};
+  if (domain != AF_UNIX) {
+    const char* name = domain == AF_INET ? "AF_INET" : domain == AF_INET6 ? "AF_INET6" : nullptr;
+    std::string family = name ? name : "address family " + std::to_string(domain);
+    ThrowFdError(env, EINVAL, "getsockopt", fd, "is an " + family + " socket, not AF_UNIX");
+    return {};
+  }
+  if (!GetSocketInt(env, fd, SO_TYPE, &type)) return {};
+  if (type != SOCK_STREAM) {
+    const char* name = type == SOCK_DGRAM       ? "a datagram (SOCK_DGRAM)"
+                       : type == SOCK_SEQPACKET ? "a SOCK_SEQPACKET"
+                                                : "a non-stream";
+    ThrowFdError(env, EINVAL, "getsockopt", fd,
+                      std::string("is ") + name + " socket, not a stream socket");
+    return {};
+  }
+  if (!GetSocketInt(env, fd, SO_ACCEPTCONN, &accepting)) return {};
+  if (!accepting) {
+    ThrowFdError(env, EINVAL, "getsockopt", fd, "is a unix stream socket but not listening");
+    return {};
+  }
+
+  sockaddr_un addr;
+  socklen_t addrLen = sizeof(addr);
+  memset(&addr, 0, sizeof(addr));
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &addrLen) < 0) {
+    ThrowErrno(env, errno, "getsockname");
+    return {};
+  }
+  size_t nameLen = addrLen > offsetof(sockaddr_un, sun_path)
+                       ? std::min<size_t>(addrLen - offsetof(sockaddr_un, sun_path),
+                                          sizeof(addr.sun_path))
+                       : 0;
+  std::string path;
+  if (nameLen > 0 && addr.sun_path[0] == '\0') {
+    path = "@" + std::string(addr.sun_path + 1, nameLen - 1);
+  } else {
+    path = std::string(addr.sun_path, strnlen(addr.sun_path, nameLen));
+  }
+
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+    ThrowErrno(env, errno, "fcntl");
+    return {};
+  }
+  int fdFlags = fcntl(fd, F_GETFD);
+  if (fdFlags < 0 || fcntl(fd, F_SETFD, fdFlags | FD_CLOEXEC) < 0) {
+    ThrowErrno(env, errno, "fcntl");
+    return {};
+  }
+  return Napi::String::New(env, path);
+}
+
+Napi::Value MkFifo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path;
+  int64_t mode;
+  if (!GetString(info, 0, "path", &path)) return {};
+  if (!GetInt(info, 1, "mode", 0, 07777, &mode)) return {};
+  if (path.empty() || path.find('\0') != std::string::npos) {
+    ThrowErrno(env, EINVAL, "mkfifo", path);
+    return {};
+  }
+  if (::mkfifo(path.c_str(), static_cast<mode_t>(mode)) < 0) {
+    ThrowErrno(env, errno, "mkfifo", path);
+    return {};
+  }
+  return {};
+}
+
 }  // namespace
 
 void InitSocket(Napi::Env env, Napi::Object exports) {
@@ -348,6 +518,10 @@ void InitSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("sendmsg", Napi::Function::New(env, SendMsg, "sendmsg"));
   exports.Set("recvmsg", Napi::Function::New(env, RecvMsg, "recvmsg"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
+  exports.Set("sendDatagram", Napi::Function::New(env, SendDatagram, "sendDatagram"));
+  exports.Set("inspectListenSocket",
+              Napi::Function::New(env, InspectListenSocket, "inspectListenSocket"));
+  exports.Set("mkfifo", Napi::Function::New(env, MkFifo, "mkfifo"));
   exports.Set("MAX_FDS", Napi::Number::New(env, kMaxFds));
 }
 

@@ -1,5 +1,6 @@
 import { unlinkSync } from 'node:fs';
 import * as native from './native/index.js';
+import type { Tracer } from './log/trace.js';
 import type { ProtocolTables } from './protocol/tables.js';
 import { DisplayError } from './relay/errors.js';
 import type { InterfaceHooks } from './relay/relay.js';
@@ -10,16 +11,39 @@ import { MessageWriter } from './wire/writer.js';
 export interface ProxyOptions {
   /** Where clients connect. */
   readonly listenPath: string;
+  /** A listening socket handed over by systemd; it is never unlinked by the proxy. */
+  readonly activatedFd?: number;
   /** The host compositor's socket; every client gets its own connection to it. */
   readonly hostPath: string;
   readonly tables: ProtocolTables;
   readonly hooks: ReadonlyMap<string, InterfaceHooks>;
   readonly warn: (message: string) => void;
+  readonly trace?: Tracer | null;
+  /** Called whenever a client connects or leaves, with the number connected. */
+  readonly onClientsChanged?: (clients: number) => void;
+}
+
+export interface ProxyStats {
+  clients: number;
+  objects: number;
+  bytesToHost: number;
+  bytesToClients: number;
+  fdsToHost: number;
+  fdsToClients: number;
 }
 
 /** The listening socket and the relays of the clients connected to it. */
 export class ProxyServer {
   readonly relays = new Set<Relay>();
+  /** Traffic of relays that have ended; live relays are added on demand. */
+  private readonly ended: ProxyStats = {
+    clients: 0,
+    objects: 0,
+    bytesToHost: 0,
+    bytesToClients: 0,
+    fdsToHost: 0,
+    fdsToClients: 0,
+  };
   private listener: native.Listener | null = null;
   private poller: native.Poller | null = null;
 
@@ -27,7 +51,10 @@ export class ProxyServer {
 
   /** Binds the socket (taking libwayland's lock file) and starts accepting clients. */
   listen(): void {
-    const listener = native.listenUnix(this.options.listenPath);
+    const listener =
+      this.options.activatedFd === undefined
+        ? native.listenUnix(this.options.listenPath)
+        : { fd: this.options.activatedFd, lockFd: -1 };
     this.listener = listener;
     this.poller = new native.Poller(listener.fd, () => this.acceptAll());
     this.poller.update(native.READABLE);
@@ -39,16 +66,31 @@ export class ProxyServer {
     if (!this.listener) return;
     this.poller?.close();
     this.poller = null;
-    for (const path of [this.options.listenPath, `${this.options.listenPath}.lock`]) {
-      try {
-        unlinkSync(path);
-      } catch {
-        // already gone
+    if (this.options.activatedFd === undefined) {
+      // unlink before dropping the lock, so no other proxy can bind in between
+      for (const path of [this.options.listenPath, `${this.options.listenPath}.lock`]) {
+        try {
+          unlinkSync(path);
+        } catch {
+          // already gone
+        }
       }
+      closeQuietly(this.listener.lockFd);
     }
     closeQuietly(this.listener.fd);
-    closeQuietly(this.listener.lockFd);
     this.listener = null;
+  }
+
+  stats(): ProxyStats {
+    const s = { ...this.ended, clients: this.relays.size, objects: 0 };
+    for (const relay of this.relays) {
+      s.objects += relay.objectCount;
+      s.bytesToHost += relay.client.bytesIn;
+      s.bytesToClients += relay.host.bytesIn;
+      s.fdsToHost += relay.client.fdsIn;
+      s.fdsToClients += relay.host.fdsIn;
+    }
+    return s;
   }
 
   private acceptAll(): void {
@@ -79,9 +121,18 @@ export class ProxyServer {
       tables: this.options.tables,
       hooks: this.options.hooks,
       warn: this.options.warn,
-      onClose: (r) => this.relays.delete(r),
+      trace: this.options.trace,
+      onClose: (r) => {
+        this.relays.delete(r);
+        this.ended.bytesToHost += r.client.bytesIn;
+        this.ended.bytesToClients += r.host.bytesIn;
+        this.ended.fdsToHost += r.client.fdsIn;
+        this.ended.fdsToClients += r.host.fdsIn;
+        this.options.onClientsChanged?.(this.relays.size);
+      },
     });
     this.relays.add(relay);
+    this.options.onClientsChanged?.(this.relays.size);
   }
 }
 

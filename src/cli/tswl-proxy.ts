@@ -1,18 +1,29 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { allInterfaces } from '../generated/index.js';
+import { ControlPipe } from '../log/control.js';
+import { Log } from '../log/log.js';
+import { parseSuppressClasses } from '../log/suppress.js';
+import { Tracer } from '../log/trace.js';
 import * as native from '../native/index.js';
 import { ProtocolTables } from '../protocol/tables.js';
 import { ProxyServer } from '../proxy.js';
-import { defaultHooks } from '../relay/hooks.js';
+import { relayHooks } from '../relay/hooks.js';
 import { closeQuietly } from '../wire/fd-queue.js';
+import { listenFdsFromEnv } from './activation.js';
+import { Notifier } from './notify.js';
 import { UsageError, displayPath } from './paths.js';
 
 interface Options {
   waylandDisplay: string;
   hostDisplay?: string;
+  tag?: string;
+  verbose?: boolean;
+  logSuppress: string;
+  logRingPath?: string;
+  logRingSize: number;
 }
 
 const packageJson = JSON.parse(
@@ -21,15 +32,17 @@ const packageJson = JSON.parse(
   version: string;
 };
 
-function warn(message: string): void {
-  process.stderr.write(`tswl-proxy: ${message}\n`);
+function byteCount(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1024)
+    throw new InvalidArgumentError('expected a whole number of bytes, at least 1024');
+  return n;
 }
 
 export function buildProgram(): Command {
   return new Command('tswl-proxy')
     .description(
-      'Relay Wayland clients to the host compositor. With a command, run it with WAYLAND_DISPLAY\n' +
-        'pointing at the proxy and exit with its status.',
+      'Relay Wayland clients to the host compositor. With a command, run it with WAYLAND_DISPLAY pointing at the proxy and exit with its status.',
     )
     .usage('[options] [--] [command [args...]]')
     .argument(
@@ -45,9 +58,52 @@ export function buildProgram(): Command {
       '--host-display <name|path>',
       'host compositor socket (default: $WAYLAND_DISPLAY, else wayland-0)',
     )
+    .option('--tag <prefix>', 'prefix for the title of every toplevel window')
+    .option('-v, --verbose', 'trace every message on both sides, and say more')
+    .option(
+      '--log-suppress <classes>',
+      'leave these classes out of the trace, comma-separated: motion,shm,delete,region,drawing,hints',
+      '',
+    )
+    .option(
+      '--log-ring-path <file>',
+      'keep the trace in a memory ring; `dump-log` and fatal errors append it to FILE',
+    )
+    .option('--log-ring-size <bytes>', 'size of the log ring', byteCount, 512 * 1024)
+    .addHelpText(
+      'after',
+      `
+Tracing: WAYLAND_DEBUG_PROXY=client,server (else WAYLAND_DEBUG; 1 means client,server) traces
+the proxy's connections to clients and to the host compositor.
+
+Control: while running, the FIFO <socket>-ctl (e.g. $XDG_RUNTIME_DIR/wayland-1-ctl) takes
+  dump-log   append the log ring to the --log-ring-path file
+  stats      append counts of clients, objects, bytes and fds relayed
+
+systemd: socket activation (LISTEN_FDS, socket named "wayland") and Type=notify are supported.`,
+    )
     .passThroughOptions()
     .version(packageJson.version)
     .showHelpAfterError();
+}
+
+/** Which sides WAYLAND_DEBUG_PROXY (or WAYLAND_DEBUG) asks to trace. */
+export function debugSides(
+  env: NodeJS.ProcessEnv,
+  warn: (m: string) => void,
+): { client: boolean; host: boolean } {
+  const variable = env.WAYLAND_DEBUG_PROXY !== undefined ? 'WAYLAND_DEBUG_PROXY' : 'WAYLAND_DEBUG';
+  const value = env[variable] ?? '';
+  if (value === '1') return { client: true, host: true };
+  const sides = { client: false, host: false };
+  for (const item of value.split(',')) {
+    const name = item.trim();
+    if (name === 'client') sides.client = true;
+    else if (name === 'server') sides.host = true;
+    else if (name !== '' && name !== 'xwayland')
+      warn(`unknown ${variable} item "${name}" (known: client, server, xwayland)`);
+  }
+  return sides;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -55,9 +111,34 @@ export async function main(argv: string[]): Promise<number> {
   program.parse(argv);
   const opts = program.opts<Options>();
   const command = program.args;
-
   const env = process.env;
-  const listenPath = displayPath(opts.waylandDisplay, env, '--wayland-display');
+
+  const log = new Log({
+    ringPath: opts.logRingPath ?? null,
+    ringSize: opts.logRingSize,
+    verbose: opts.verbose ?? false,
+    prefix: 'tswl-proxy',
+  });
+  let hidden: Set<string>;
+  try {
+    hidden = parseSuppressClasses(opts.logSuppress);
+  } catch (e) {
+    throw new UsageError(`--log-suppress: ${(e as Error).message}`);
+  }
+  const sides = opts.verbose ? { client: true, host: true } : debugSides(env, log.warn);
+  const tracer =
+    sides.client || sides.host ? new Tracer({ ...sides, hidden, write: log.trace }) : null;
+
+  const activated = listenFdsFromEnv(env, process.pid);
+  if (activated?.wayland && program.getOptionValueSource('waylandDisplay') === 'cli') {
+    throw new UsageError(
+      '--wayland-display cannot be used with a socket-activated "wayland" socket',
+    );
+  }
+  if (activated?.x11)
+    log.warn('an "x11" socket was passed by systemd, but X11 support is not available yet');
+  const listenPath =
+    activated?.wayland?.path ?? displayPath(opts.waylandDisplay, env, '--wayland-display');
   const hostDisplay = opts.hostDisplay ?? env.WAYLAND_DISPLAY ?? 'wayland-0';
   const hostPath = displayPath(hostDisplay, env, 'host display');
   if (listenPath === hostPath) {
@@ -67,12 +148,16 @@ export async function main(argv: string[]): Promise<number> {
   }
   checkHostReachable(hostPath);
 
+  const notifier = Notifier.fromEnv(env, log.warn);
   const server = new ProxyServer({
     listenPath,
+    activatedFd: activated?.wayland?.fd,
     hostPath,
     tables: new ProtocolTables(allInterfaces),
-    hooks: defaultHooks(),
-    warn,
+    hooks: relayHooks({ tag: opts.tag ?? '' }),
+    warn: log.warn,
+    trace: tracer,
+    onClientsChanged: (n) => notifier?.status(`${n} client${n === 1 ? '' : 's'} connected`),
   });
   try {
     server.listen();
@@ -82,27 +167,81 @@ export async function main(argv: string[]): Promise<number> {
       throw new UsageError(`${listenPath} is already in use by another compositor or proxy`);
     throw new UsageError(`cannot listen on ${listenPath}: ${err.message}`);
   }
+  const control = new ControlPipe(`${listenPath}-ctl`, (cmd) =>
+    runControlCommand(cmd, log, server),
+  );
+  try {
+    control.open();
+  } catch (e) {
+    server.close();
+    throw new UsageError(`cannot create the control FIFO ${control.path}: ${(e as Error).message}`);
+  }
+  log.info(`listening on ${listenPath}, relaying to ${hostPath}`);
+  notifier?.ready(`listening on ${listenPath}`);
 
   return new Promise<number>((resolveExit) => {
+    let stopped = false;
     const stop = (code: number): void => {
+      if (stopped) return;
+      stopped = true;
+      notifier?.stopping();
       server.close();
+      control.close();
       resolveExit(code);
     };
-    process.once('SIGINT', () => stop(0));
-    process.once('SIGTERM', () => stop(0));
-    if (command.length === 0) return;
+    process.once('uncaughtException', (e) => {
+      log.warn(`fatal error: ${e.stack ?? e.message}`);
+      log.dumpRing('fatal error');
+      stop(70);
+    });
+    if (command.length === 0) {
+      process.once('SIGINT', () => stop(0));
+      process.once('SIGTERM', () => stop(0));
+      return;
+    }
     const childEnv: NodeJS.ProcessEnv = {
       ...env,
-      WAYLAND_DISPLAY: opts.waylandDisplay.includes('/') ? listenPath : opts.waylandDisplay,
+      WAYLAND_DISPLAY:
+        activated?.wayland || opts.waylandDisplay.includes('/') ? listenPath : opts.waylandDisplay,
     };
     delete childEnv.WAYLAND_SOCKET;
     const child = spawn(command[0], command.slice(1), { stdio: 'inherit', env: childEnv });
+    const forward = (signal: NodeJS.Signals): void => {
+      child.kill(signal);
+      stop(0);
+    };
+    process.once('SIGINT', forward);
+    process.once('SIGTERM', forward);
     child.once('error', (e) => {
-      warn(`cannot run ${command[0]}: ${e.message}`);
+      log.warn(`cannot run ${command[0]}: ${e.message}`);
       stop(127);
     });
-    child.once('exit', (code, signal) => stop(code ?? 128 + (signal ? signalNumber(signal) : 0)));
+    child.once('exit', (code, signal) => {
+      log.info(`${command[0]} exited with ${signal ?? code}`);
+      stop(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0));
+    });
   });
+}
+
+function runControlCommand(command: string, log: Log, server: ProxyServer): void {
+  switch (command) {
+    case 'dump-log':
+      if (log.ring) log.dumpRing('dump-log');
+      else log.warn('dump-log: there is no log ring (start with --log-ring-path FILE)');
+      return;
+    case 'stats': {
+      const s = server.stats();
+      log.report(
+        'stats',
+        `clients: ${s.clients}\nobjects: ${s.objects}\n` +
+          `bytes client->host: ${s.bytesToHost}\nbytes host->client: ${s.bytesToClients}\n` +
+          `fds client->host: ${s.fdsToHost}\nfds host->client: ${s.fdsToClients}\n`,
+      );
+      return;
+    }
+    default:
+      log.warn(`control: unknown command "${command}" (known: dump-log, stats)`);
+  }
 }
 
 function checkHostReachable(hostPath: string): void {
@@ -115,9 +254,4 @@ function checkHostReachable(hostPath: string): void {
     );
   }
   closeQuietly(fd);
-}
-
-/** Exit status of a command killed by a signal, as a shell reports it. */
-function signalNumber(signal: NodeJS.Signals): number {
-  return constants.signals[signal] ?? 0;
 }

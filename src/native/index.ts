@@ -1,6 +1,7 @@
 /**
- * Typed access to the native addon (native/*.cc): unix sockets with fd passing and readiness
- * polling on Node's event loop. All fds it makes are close-on-exec and all sockets nonblocking.
+ * Typed access to the native addon (native/*.cc): unix sockets with fd passing, readiness
+ * polling on Node's event loop, and the few calls systemd integration needs. All fds it makes are
+ * close-on-exec and all sockets nonblocking.
  *
  * Errors thrown by these functions are Node-style system errors: `.code` is the errno name
  * ('ENOENT'), `.errno` the negated errno (as in Node's own errors), `.syscall` the failing call,
@@ -54,6 +55,9 @@ interface NativeAddon {
   ): number;
   recvmsg(fd: number, buf: Uint8Array, start: number, end: number, out: Int32Array): number;
   close(fd: number): void;
+  sendDatagram(path: string, data: Uint8Array): void;
+  inspectListenSocket(fd: number): string;
+  mkfifo(path: string, mode: number): void;
   Poller: PollerConstructor;
   READABLE: number;
   WRITABLE: number;
@@ -129,6 +133,26 @@ export const recvmsg: (
 
 /** Closes an fd; throws only on EBADF. */
 export const close: (fd: number) => void = addon.close;
+
+/**
+ * Sends `data` as one datagram from a fresh AF_UNIX SOCK_DGRAM socket to `path`, as sd_notify
+ * does: a path starting with '@' names an abstract socket ('\0' + the rest, no trailing NUL).
+ * Waits at most one second for room in a full receiver queue, then throws 'EAGAIN'. A missing
+ * receiver throws 'ENOENT' or 'ECONNREFUSED'; an over-long address 'ENAMETOOLONG'.
+ */
+export const sendDatagram: (path: string, data: Uint8Array) => void = addon.sendDatagram;
+
+/**
+ * Checks that `fd` (inherited, e.g. from systemd) is a listening AF_UNIX stream socket, makes it
+ * nonblocking and close-on-exec, and returns its bound address: a path, '@name' for an abstract
+ * socket (every byte of the name as bound: Node pads its abstract names with NULs to the whole
+ * sun_path, systemd does not), or '' for an unnamed one. Throws with code 'EBADF' (not open), 'ENOTSOCK' (not a socket)
+ * or 'EINVAL' (another family or type, or not listening); the message names the fd and the reason.
+ */
+export const inspectListenSocket: (fd: number) => string = addon.inspectListenSocket;
+
+/** Creates a FIFO at `path` with `mode` (less the umask); throws 'EEXIST' if the path exists. */
+export const mkfifo: (path: string, mode: number) => void = addon.mkfifo;
 
 export const Poller: PollerConstructor = addon.Poller;
 

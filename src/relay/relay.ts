@@ -1,3 +1,4 @@
+import type { Tracer } from '../log/trace.js';
 import type { HandlerResult } from '../protocol/meta.js';
 import { ArgKind } from '../protocol/meta.js';
 import type { Interface, Message, ProtocolTables } from '../protocol/tables.js';
@@ -35,6 +36,8 @@ export interface RelayOptions {
   /** Called once when both connections are closed. */
   readonly onClose?: (relay: Relay) => void;
   readonly warn?: (message: string) => void;
+  /** Null when tracing is off, so the relay pays nothing for it. */
+  readonly trace?: Tracer | null;
 }
 
 /**
@@ -51,6 +54,7 @@ export class Relay {
   private readonly reader = new ArgReader();
   private readonly msgFds = new Int32Array(MAX_FDS_PER_MESSAGE);
   private readonly hookContext: HookContext;
+  private readonly trace: Tracer | null;
   private hostSentError = false;
   private closed = false;
 
@@ -60,6 +64,7 @@ export class Relay {
     private readonly options: RelayOptions,
   ) {
     this.tables = options.tables;
+    this.trace = options.trace ?? null;
     for (const [name, hooks] of options.hooks) this.hooks.set(this.tables.require(name), hooks);
     const display = new WlObject(DISPLAY_ID, DISPLAY_ID, this.tables.require('wl_display'), 1);
     this.hookContext = { relay: this, obj: display };
@@ -188,29 +193,40 @@ export class Relay {
       );
     }
     this.takeFds(from, msg.fdCount, `${obj.iface.name}@${id}.${msg.name}`);
-    const hooks = this.hooks.get(obj.iface);
-    if (hooks?.request) {
-      this.reader.reset(from.in, from.inView, start + 8, start + size);
-      let consumed: HandlerResult;
-      try {
-        this.hookContext.obj = obj;
-        consumed = hooks.request(this.hookContext, opcode, this.reader);
-      } catch (e) {
-        this.closeMessageFds(msg.fdCount);
-        throw e;
-      }
-      if (consumed) return;
-      this.reader.fdPos = 0;
+    const out = this.host.out;
+    const outMark = out.len;
+    const fdMark = out.fds.length;
+    if (this.trace?.options.client) {
+      this.trace.messages(
+        'client',
+        this.client.fd,
+        true,
+        from.in,
+        start,
+        start + size,
+        this.clientIds,
+        this.msgFds,
+        0,
+      );
     }
-    this.forward(from, this.host.out, start, size, obj, msg, true);
+    this.dispatch(from, this.host, start, size, obj, msg, true);
+    if (this.trace?.options.host) {
+      this.trace.messages(
+        'host',
+        this.client.fd,
+        true,
+        out.buf,
+        outMark,
+        out.len,
+        this.hostIds,
+        out.fds,
+        fdMark,
+      );
+    }
     if (msg.destructor) {
-      if (obj.serverCreated) {
-        // The host frees server-created ids without a delete_id; events still in flight are dropped.
-        obj.dying = true;
-        this.clientIds.release(obj.clientId);
-      } else {
-        obj.dying = true;
-      }
+      obj.dying = true;
+      // The host frees server-created ids without a delete_id; events still in flight are dropped.
+      if (obj.serverCreated) this.clientIds.release(obj.clientId);
     }
   }
 
@@ -227,21 +243,36 @@ export class Relay {
       return;
     }
     if (id === DISPLAY_ID && opcode === 0) this.hostSentError = true;
-    const hooks = this.hooks.get(obj.iface);
-    if (hooks?.event) {
-      this.reader.reset(from.in, from.inView, start + 8, start + size);
-      let consumed: HandlerResult;
-      try {
-        this.hookContext.obj = obj;
-        consumed = hooks.event(this.hookContext, opcode, this.reader);
-      } catch (e) {
-        this.closeMessageFds(msg.fdCount);
-        throw e;
-      }
-      if (consumed) return;
-      this.reader.fdPos = 0;
+    const out = this.client.out;
+    const outMark = out.len;
+    const fdMark = out.fds.length;
+    if (this.trace?.options.host) {
+      this.trace.messages(
+        'host',
+        this.client.fd,
+        false,
+        from.in,
+        start,
+        start + size,
+        this.hostIds,
+        this.msgFds,
+        0,
+      );
     }
-    this.forward(from, this.client.out, start, size, obj, msg, false);
+    this.dispatch(from, this.client, start, size, obj, msg, false);
+    if (this.trace?.options.client) {
+      this.trace.messages(
+        'client',
+        this.client.fd,
+        false,
+        out.buf,
+        outMark,
+        out.len,
+        this.clientIds,
+        out.fds,
+        fdMark,
+      );
+    }
     if (msg.destructor) {
       obj.dying = true;
       if (obj.serverCreated) {
@@ -249,6 +280,34 @@ export class Relay {
         this.clientIds.release(obj.clientId);
       }
     }
+  }
+
+  /** Lets the interface's hook see the message first, then forwards it unless the hook consumed it. */
+  private dispatch(
+    from: Connection,
+    to: Connection,
+    start: number,
+    size: number,
+    obj: WlObject,
+    msg: Message,
+    request: boolean,
+  ): void {
+    const hooks = this.hooks.get(obj.iface);
+    const hook = request ? hooks?.request : hooks?.event;
+    if (hook) {
+      this.reader.reset(from.in, from.inView, start + 8, start + size);
+      this.hookContext.obj = obj;
+      let consumed: HandlerResult;
+      try {
+        consumed = hook(this.hookContext, msg.opcode, this.reader);
+      } catch (e) {
+        this.closeMessageFds(msg.fdCount);
+        throw e;
+      }
+      if (consumed) return;
+      this.reader.fdPos = 0;
+    }
+    this.forward(from, to.out, start, size, obj, msg, request);
   }
 
   private closeMessageFds(n: number): void {

@@ -32,6 +32,9 @@ export class Connection {
   fdsTruncated = false;
   readonly out = new MessageWriter();
   closed = false;
+  /** Totals received on this socket, for `stats`. */
+  bytesIn = 0;
+  fdsIn = 0;
   private readonly poller: native.Poller;
   private readonly recvResult = new Int32Array(2 + MAX_FDS_PER_SENDMSG);
   private reading = true;
@@ -153,6 +156,7 @@ export class Connection {
       if (this.inEnd === this.in.length) return false;
       const n = native.recvmsg(this.fd, this.in, this.inEnd, this.in.length, this.recvResult);
       const nfds = this.recvResult[0];
+      this.fdsIn += nfds;
       if (this.recvResult[1]) this.fdsTruncated = true;
       for (let i = 0; i < nfds; i++) {
         const fd = this.recvResult[2 + i];
@@ -164,6 +168,7 @@ export class Connection {
       if (n < 0) return false;
       if (n === 0) return true;
       this.inEnd += n;
+      this.bytesIn += n;
     }
   }
 }
