@@ -1,0 +1,65 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { type Running, accepts, start, stop, waitFor } from './processes.js';
+
+export const repoRoot = resolve(import.meta.dirname, '../..');
+export const proxyBin = join(repoRoot, 'bin/tswl-proxy');
+
+/** A headless weston in a private XDG_RUNTIME_DIR, for tests that need a compositor but no pixels. */
+export interface HeadlessWeston {
+  readonly runtimeDir: string;
+  /** Environment for clients of weston itself (WAYLAND_DISPLAY=wayland-0). */
+  readonly env: NodeJS.ProcessEnv;
+  readonly weston: Running;
+  stop(): Promise<void>;
+}
+
+export async function startHeadlessWeston(
+  extraEnv: NodeJS.ProcessEnv = {},
+): Promise<HeadlessWeston> {
+  const runtimeDir = mkdtempSync(join(tmpdir(), 'tswl-rt-'));
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    XDG_RUNTIME_DIR: runtimeDir,
+    WAYLAND_DISPLAY: 'wayland-0',
+  };
+  delete env.DISPLAY;
+  delete env.WAYLAND_DEBUG;
+  delete env.WAYLAND_DEBUG_PROXY;
+  const weston = start(
+    'weston',
+    [
+      '--backend=headless-backend.so',
+      '--use-pixman',
+      '--socket=wayland-0',
+      '--idle-time=0',
+      '--no-config',
+    ],
+    { ...env, ...extraEnv },
+  );
+  await waitFor('weston to listen', () => accepts(join(runtimeDir, 'wayland-0')));
+  return {
+    runtimeDir,
+    env,
+    weston,
+    async stop() {
+      await stop(weston);
+      rmSync(runtimeDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Starts tswl-proxy against a weston and waits until it listens on wayland-1 (unless a command exits first). */
+export async function startProxy(
+  w: HeadlessWeston,
+  args: string[],
+  extraEnv: NodeJS.ProcessEnv = {},
+): Promise<Running> {
+  const proxy = start(proxyBin, args, { ...w.env, ...extraEnv });
+  await waitFor(
+    'tswl-proxy to listen',
+    async () => (await accepts(join(w.runtimeDir, 'wayland-1'))) || proxy.child.exitCode !== null,
+  );
+  return proxy;
+}
