@@ -3,7 +3,7 @@ import * as native from './native/index.js';
 import type { Tracer } from './log/trace.js';
 import type { ProtocolTables } from './protocol/tables.js';
 import { DisplayError } from './relay/errors.js';
-import type { InterfaceHooks } from './relay/relay.js';
+import type { HostConnector, InterfaceHooks } from './relay/relay.js';
 import { Relay } from './relay/relay.js';
 import { closeQuietly } from './wire/fd-queue.js';
 import { MessageWriter } from './wire/writer.js';
@@ -13,8 +13,9 @@ export interface ProxyOptions {
   readonly listenPath: string;
   /** A listening socket handed over by systemd; it is never unlinked by the proxy. */
   readonly activatedFd?: number;
-  /** The host compositor's socket; every client gets its own connection to it. */
-  readonly hostPath: string;
+  /** How each client gets its own connection to the host compositor, and what to call it in messages. */
+  readonly connectHost: HostConnector;
+  readonly hostName: string;
   readonly tables: ProtocolTables;
   readonly hooks: ReadonlyMap<string, InterfaceHooks>;
   readonly warn: (message: string) => void;
@@ -108,29 +109,29 @@ export class ProxyServer {
   }
 
   private connectClient(clientFd: number): void {
-    let hostFd: number;
+    let relay: Relay;
     try {
-      hostFd = native.connectUnix(this.options.hostPath);
+      relay = new Relay(clientFd, {
+        connectHost: this.options.connectHost,
+        tables: this.options.tables,
+        hooks: this.options.hooks,
+        warn: this.options.warn,
+        trace: this.options.trace,
+        onClose: (r) => {
+          this.relays.delete(r);
+          this.ended.bytesToHost += r.client.bytesIn;
+          this.ended.bytesToClients += r.host.bytesIn;
+          this.ended.fdsToHost += r.client.fdsIn;
+          this.ended.fdsToClients += r.host.fdsIn;
+          this.options.onClientsChanged?.(this.relays.size);
+        },
+      });
     } catch (e) {
-      const why = `cannot reach the host compositor at ${this.options.hostPath}: ${(e as Error).message}`;
+      const why = `cannot reach the host compositor at ${this.options.hostName}: ${(e as Error).message}`;
       this.options.warn(why);
       refuseClient(clientFd, why);
       return;
     }
-    const relay = new Relay(clientFd, hostFd, {
-      tables: this.options.tables,
-      hooks: this.options.hooks,
-      warn: this.options.warn,
-      trace: this.options.trace,
-      onClose: (r) => {
-        this.relays.delete(r);
-        this.ended.bytesToHost += r.client.bytesIn;
-        this.ended.bytesToClients += r.host.bytesIn;
-        this.ended.fdsToHost += r.client.fdsIn;
-        this.ended.fdsToClients += r.host.fdsIn;
-        this.options.onClientsChanged?.(this.relays.size);
-      },
-    });
     this.relays.add(relay);
     this.options.onClientsChanged?.(this.relays.size);
   }

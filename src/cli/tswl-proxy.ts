@@ -11,6 +11,7 @@ import * as native from '../native/index.js';
 import { ProtocolTables } from '../protocol/tables.js';
 import { ProxyServer } from '../proxy.js';
 import { relayHooks } from '../relay/hooks.js';
+import { Connection } from '../wire/connection.js';
 import { closeQuietly } from '../wire/fd-queue.js';
 import { listenFdsFromEnv } from './activation.js';
 import { Notifier } from './notify.js';
@@ -152,7 +153,8 @@ export async function main(argv: string[]): Promise<number> {
   const server = new ProxyServer({
     listenPath,
     activatedFd: activated?.wayland?.fd,
-    hostPath,
+    connectHost: (handler) => new Connection(native.connectUnix(hostPath), handler),
+    hostName: hostPath,
     tables: new ProtocolTables(allInterfaces),
     hooks: relayHooks({ tag: opts.tag ?? '' }),
     warn: log.warn,

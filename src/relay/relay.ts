@@ -2,6 +2,7 @@ import type { Tracer } from '../log/trace.js';
 import type { HandlerResult } from '../protocol/meta.js';
 import { ArgKind } from '../protocol/meta.js';
 import type { Interface, Message, ProtocolTables } from '../protocol/tables.js';
+import type { Endpoint, EndpointHandler } from '../wire/connection.js';
 import { Connection, MAX_MESSAGE_SIZE } from '../wire/connection.js';
 import { WireError } from '../wire/errors.js';
 import { closeQuietly } from '../wire/fd-queue.js';
@@ -30,8 +31,12 @@ export interface HookContext {
   obj: WlObject;
 }
 
+/** Opens this client's own connection to the host compositor. */
+export type HostConnector = (handler: EndpointHandler) => Endpoint;
+
 export interface RelayOptions {
   readonly tables: ProtocolTables;
+  readonly connectHost: HostConnector;
   readonly hooks: ReadonlyMap<string, InterfaceHooks>;
   /** Called once when both connections are closed. */
   readonly onClose?: (relay: Relay) => void;
@@ -48,7 +53,7 @@ export class Relay {
   readonly clientIds = new IdSpace();
   readonly hostIds = new IdSpace();
   readonly client: Connection;
-  readonly host: Connection;
+  readonly host: Endpoint;
   readonly tables: ProtocolTables;
   private readonly hooks = new Map<Interface, InterfaceHooks>();
   private readonly reader = new ArgReader();
@@ -58,9 +63,9 @@ export class Relay {
   private hostSentError = false;
   private closed = false;
 
+  /** Throws when the host cannot be reached; the client fd is then still the caller's. */
   constructor(
     clientFd: number,
-    hostFd: number,
     private readonly options: RelayOptions,
   ) {
     this.tables = options.tables;
@@ -70,15 +75,15 @@ export class Relay {
     this.hookContext = { relay: this, obj: display };
     this.clientIds.set(DISPLAY_ID, display);
     this.hostIds.set(DISPLAY_ID, display);
+    this.host = options.connectHost({
+      onData: () => this.pump(this.host),
+      onClose: (error) => this.onHostClosed(error),
+      onDrain: () => this.resume(this.client),
+    });
     this.client = new Connection(clientFd, {
       onData: () => this.pump(this.client),
-      onClose: (_c, error) => this.onClientClosed(error),
+      onClose: (error) => this.onClientClosed(error),
       onDrain: () => this.resume(this.host),
-    });
-    this.host = new Connection(hostFd, {
-      onData: () => this.pump(this.host),
-      onClose: (_c, error) => this.onHostClosed(error),
-      onDrain: () => this.resume(this.client),
     });
   }
 
@@ -109,7 +114,7 @@ export class Relay {
   }
 
   /** The peer that was too slow caught up: read from the other side again, starting with what is buffered. */
-  private resume(from: Connection): void {
+  private resume(from: Endpoint): void {
     from.setReading(true);
     if (from.inEnd > from.inStart) this.pump(from);
   }
@@ -119,7 +124,7 @@ export class Relay {
   }
 
   /** Processes every complete message from one side, then flushes each peer once. */
-  private pump(from: Connection): void {
+  private pump(from: Endpoint): void {
     const toClient = from === this.host;
     const to = toClient ? this.client : this.host;
     try {
@@ -168,7 +173,7 @@ export class Relay {
     }
   }
 
-  private takeFds(from: Connection, n: number, what: string): void {
+  private takeFds(from: Endpoint, n: number, what: string): void {
     if (n === 0) {
       this.reader.setFds(this.msgFds, 0, 0);
       return;
@@ -284,8 +289,8 @@ export class Relay {
 
   /** Lets the interface's hook see the message first, then forwards it unless the hook consumed it. */
   private dispatch(
-    from: Connection,
-    to: Connection,
+    from: Endpoint,
+    to: Endpoint,
     start: number,
     size: number,
     obj: WlObject,
@@ -319,7 +324,7 @@ export class Relay {
    * ids into the receiver's id space; new_id arguments create the object on both sides.
    */
   private forward(
-    from: Connection,
+    from: Endpoint,
     out: MessageWriter,
     start: number,
     size: number,

@@ -9,20 +9,50 @@ const IN_BUFFER_SIZE = 65536;
 /** Stop reading the other side while this much is waiting for a slow peer. */
 const HIGH_WATER = 4 * 1024 * 1024;
 
-export interface ConnectionHandler {
+export interface EndpointHandler {
   /** New bytes (and fds) are in the input buffer; consume whole messages with consume(). */
-  onData(conn: Connection): void;
-  /** The peer hung up or the socket failed; the connection is already closed. */
-  onClose(conn: Connection, error: Error | null): void;
+  onData(): void;
+  /** The peer hung up or the transport failed; the endpoint is already closed. */
+  onClose(error: Error | null): void;
   /** The output buffer drained below the high-water mark after being above it. */
-  onDrain?(conn: Connection): void;
+  onDrain?(): void;
+}
+
+/**
+ * One side of a relay: a stream of Wayland messages with fds. A Unix socket (Connection) on
+ * the client side and in host mode; a cross-domain channel when the host is across a VM boundary.
+ */
+export interface Endpoint {
+  readonly in: Buffer;
+  readonly inView: DataView;
+  inStart: number;
+  inEnd: number;
+  readonly inFds: FdQueue;
+  /** Set when the peer sent more fds than the transport could take in. */
+  readonly fdsTruncated: boolean;
+  readonly out: MessageWriter;
+  readonly closed: boolean;
+  /** More output is queued than should be buffered: stop reading the other side. */
+  readonly congested: boolean;
+  /** Totals received, for `stats`. */
+  readonly bytesIn: number;
+  readonly fdsIn: number;
+  /** A number that names this endpoint in traces (the socket's fd). */
+  readonly label: number;
+  /** Marks bytes [inStart, inStart + n) as processed. */
+  consume(n: number): void;
+  setReading(on: boolean): void;
+  /** Sends what is queued; what cannot go now goes when the transport is ready. */
+  flush(): void;
+  /** Closes the transport and every fd still queued in either direction. */
+  close(): void;
 }
 
 /**
  * One Wayland socket: a receive buffer with its fd queue, an output buffer with
  * batched flushes, and readiness from Node's event loop.
  */
-export class Connection {
+export class Connection implements Endpoint {
   readonly in = Buffer.allocUnsafe(IN_BUFFER_SIZE);
   readonly inView = new DataView(this.in.buffer, this.in.byteOffset, this.in.byteLength);
   inStart = 0;
@@ -43,18 +73,20 @@ export class Connection {
 
   constructor(
     readonly fd: number,
-    private readonly handler: ConnectionHandler,
+    private readonly handler: EndpointHandler,
   ) {
     this.poller = new native.Poller(fd, (events, error) => this.onReady(events, error));
     this.poller.update(native.READABLE);
   }
 
-  /** Marks bytes [inStart, inStart + n) as processed. */
+  get label(): number {
+    return this.fd;
+  }
+
   consume(n: number): void {
     this.inStart += n;
   }
 
-  /** True when this connection has more queued output than it should buffer. */
   get congested(): boolean {
     return this.out.len >= HIGH_WATER;
   }
@@ -65,7 +97,6 @@ export class Connection {
     this.updatePoll();
   }
 
-  /** Sends what is queued; whatever the socket cannot take now goes when it is writable. */
   flush(): void {
     if (this.closed) return;
     const out = this.out;
@@ -99,13 +130,12 @@ export class Connection {
     }
     if (this.aboveHighWater && !this.congested) {
       this.aboveHighWater = false;
-      this.handler.onDrain?.(this);
+      this.handler.onDrain?.();
     } else if (this.congested) {
       this.aboveHighWater = true;
     }
   }
 
-  /** Closes the socket and every fd still queued in either direction. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -125,7 +155,7 @@ export class Connection {
   private fail(error: Error | null): void {
     if (this.closed) return;
     this.close();
-    this.handler.onClose(this, error);
+    this.handler.onClose(error);
   }
 
   private onReady(events: number, errorCode: string | null): void {
@@ -140,7 +170,7 @@ export class Connection {
       return this.fail(e as Error);
     }
     if (this.inEnd > this.inStart || this.inFds.length > 0 || this.fdsTruncated) {
-      this.handler.onData(this);
+      this.handler.onData();
     }
     if (eof) this.fail(null);
   }

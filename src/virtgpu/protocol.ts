@@ -1,0 +1,108 @@
+// Wire facts shared by the guest (tswl-proxy) and the host device (tswl-host): virtio-gpu control
+// commands in their virtio-spec layouts, the cross-domain context protocol as crosvm speaks it,
+// and the envelope of the local link that carries them between two processes on one machine.
+// All integers are little-endian; offsets are from the start of each struct.
+
+/** virtio_gpu_ctrl_hdr: @0 type, @4 flags, @8 u64 fence_id, @16 ctx_id, @20 u8 ring_idx, @21 pad[3]. */
+export const CTRL_HDR_SIZE = 24;
+
+export const VirtioGpuCmd = {
+  RESOURCE_UNREF: 0x0102,
+  GET_CAPSET_INFO: 0x0108,
+  GET_CAPSET: 0x0109,
+  RESOURCE_CREATE_BLOB: 0x010c,
+  CTX_CREATE: 0x0200,
+  CTX_DESTROY: 0x0201,
+  CTX_ATTACH_RESOURCE: 0x0202,
+  CTX_DETACH_RESOURCE: 0x0203,
+  SUBMIT_3D: 0x0207,
+  RESOURCE_MAP_BLOB: 0x0208,
+  RESOURCE_UNMAP_BLOB: 0x0209,
+} as const;
+
+export const VirtioGpuResp = {
+  OK_NODATA: 0x1100,
+  OK_CAPSET_INFO: 0x1102,
+  OK_CAPSET: 0x1103,
+  OK_MAP_INFO: 0x1106,
+  ERR_UNSPEC: 0x1200,
+  ERR_OUT_OF_MEMORY: 0x1201,
+  ERR_INVALID_SCANOUT_ID: 0x1202,
+  ERR_INVALID_RESOURCE_ID: 0x1203,
+  ERR_INVALID_CONTEXT_ID: 0x1204,
+  ERR_INVALID_PARAMETER: 0x1205,
+} as const;
+
+export const VirtioGpuFlag = {
+  FENCE: 1,
+  INFO_RING_IDX: 2,
+} as const;
+
+/** Device feature bits a cross-domain device offers (virtio-gpu feature numbers). */
+export const VirtioGpuFeature = {
+  VIRGL: 0,
+  EDID: 1,
+  RESOURCE_UUID: 2,
+  RESOURCE_BLOB: 3,
+  CONTEXT_INIT: 4,
+} as const;
+
+export const BlobMem = { GUEST: 1, HOST3D: 2, HOST3D_GUEST: 3 } as const;
+export const BlobFlag = { USE_MAPPABLE: 1, USE_SHAREABLE: 2, USE_CROSS_DEVICE: 4 } as const;
+
+/** Host-visible shared memory region id. */
+export const SHM_ID_HOST_VISIBLE = 1;
+
+export const CAPSET_CROSS_DOMAIN = 5;
+/** Capset payload: u32 version, u32 supported_channels, u32 supports_dmabuf, u32 supports_external_gpu_memory. */
+export const CROSS_DOMAIN_CAPS_SIZE = 16;
+
+export const CrossDomainCmd = {
+  INIT: 1,
+  GET_IMAGE_REQUIREMENTS: 2,
+  POLL: 3,
+  SEND: 4,
+  RECEIVE: 5,
+  READ: 6,
+  WRITE: 7,
+} as const;
+
+/** CrossDomainHeader: @0 u8 cmd, @1 u8 ring_idx (unused by hosts), @2 u16 cmd_size, @4 u32 pad. */
+export const CROSS_DOMAIN_HEADER_SIZE = 8;
+export const CROSS_DOMAIN_CHANNEL_TYPE_WAYLAND = 1;
+export const CrossDomainId = {
+  VIRTGPU_BLOB: 1,
+  VIRTGPU_SYNC: 2,
+  READ_PIPE: 3,
+  WRITE_PIPE: 4,
+} as const;
+export const CROSS_DOMAIN_QUERY_RING = 0;
+export const CROSS_DOMAIN_CHANNEL_RING = 1;
+export const CROSS_DOMAIN_PIPE_READ_START = 0x80000000;
+export const CROSS_DOMAIN_MAX_IDENTIFIERS = 28;
+/** CrossDomainSendReceive: fixed part before the opaque Wayland bytes. */
+export const CROSS_DOMAIN_SEND_RECEIVE_SIZE = 352;
+/** The host's recvmsg buffer, and so the most Wayland bytes one SEND or RECEIVE carries. */
+export const CROSS_DOMAIN_MAX_SEND_RECV_SIZE = 4096 - CROSS_DOMAIN_SEND_RECEIVE_SIZE;
+/** CrossDomainReadWrite: @8 identifier, @12 hang_up, @16 opaque_data_size, @20 pad, data from @24. */
+export const CROSS_DOMAIN_READ_WRITE_SIZE = 24;
+/** CrossDomainImageRequirements reply in the query ring. */
+export const CROSS_DOMAIN_IMAGE_REQUIREMENTS_SIZE = 64;
+
+/**
+ * The local link (tswl-host --listen-local PATH): a Unix SOCK_SEQPACKET connection per guest
+ * device instance, standing in for a VM's virtqueue. Each packet is one envelope:
+ *   @0 u32 tag (chosen by the guest, echoed in the reply), @4 u32 reserved (0),
+ *   @8 a virtio-gpu control command (guest→host) or its response (host→guest).
+ * fds ride on packets as SCM_RIGHTS:
+ *   - RESOURCE_CREATE_BLOB with blob_mem GUEST carries exactly one memfd, the blob's backing;
+ *     its mem entries address that fd (addr = offset into it).
+ *   - The OK_MAP_INFO reply to RESOURCE_MAP_BLOB carries the blob's memfd, which the guest mmaps
+ *     (what a VMM would map into the host-visible region).
+ * A fenced command (FLAG_FENCE) is answered when its fence signals, as a virtqueue returns the
+ * descriptor, so replies may come out of order; the tag matches them.
+ * The guest never blocks the link: ring-1 POLLs stay pending while other commands are answered.
+ */
+export const LOCAL_LINK_ENVELOPE_SIZE = 8;
+/** Largest packet either side accepts (a SUBMIT_3D of one page of commands plus headers). */
+export const LOCAL_LINK_MAX_PACKET = 65536;
