@@ -6,7 +6,8 @@
         "native/addon.cc",
         "native/errors.cc",
         "native/socket.cc",
-        "native/poller.cc"
+        "native/poller.cc",
+        "native/memory.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

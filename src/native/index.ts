@@ -58,6 +58,28 @@ interface NativeAddon {
   sendDatagram(path: string, data: Uint8Array): void;
   inspectListenSocket(fd: number): string;
   mkfifo(path: string, mode: number): void;
+  memfdCreate(name: string, size: number): number;
+  mmap(fd: number, offset: number, length: number, writable: boolean): Buffer;
+  munmap(buf: Buffer): void;
+  copyRects(
+    dst: Uint8Array,
+    dstStride: number,
+    src: Uint8Array,
+    srcStride: number,
+    rects: Int32Array,
+    count: number,
+    bytesPerPixel: number,
+    width: number,
+    height: number,
+  ): number;
+  copiedBytes(): number;
+  pipe(): [number, number];
+  fdKind(fd: number): FdKind;
+  readFd(fd: number, buf: Uint8Array, start: number, end: number): number;
+  writeFd(fd: number, buf: Uint8Array, start: number, end: number): number;
+  waitReadable(fd: number, timeoutMs: number): boolean;
+  listenSeqpacket(path: string): number;
+  connectSeqpacket(path: string): number;
   Poller: PollerConstructor;
   READABLE: number;
   WRITABLE: number;
@@ -155,6 +177,71 @@ export const inspectListenSocket: (fd: number) => string = addon.inspectListenSo
 export const mkfifo: (path: string, mode: number) => void = addon.mkfifo;
 
 export const Poller: PollerConstructor = addon.Poller;
+
+/** What an fd is, as the cross-domain protocol classifies fds it passes. */
+export interface FdKind {
+  /** memory: seekable (memfd, shm file, dma-buf); pipe ends by access mode; socket; other. */
+  kind: 'memory' | 'pipe-read' | 'pipe-write' | 'socket' | 'other';
+  /** The file size, for memory. */
+  size: number;
+  writable: boolean;
+}
+
+/** An anonymous memory file (MFD_CLOEXEC | MFD_ALLOW_SEALING) of `size` bytes. */
+export const memfdCreate: (name: string, size: number) => number = addon.memfdCreate;
+
+/**
+ * Maps `length` bytes of `fd` from `offset` (a page multiple), MAP_SHARED, as a Buffer over that
+ * memory. munmap() releases it at once; otherwise the GC does, when the Buffer is collected.
+ */
+export const mmap: (fd: number, offset: number, length: number, writable: boolean) => Buffer =
+  addon.mmap;
+
+/** Unmaps a Buffer returned by mmap() and detaches it (it reads as empty afterwards). Idempotent. */
+export const munmap: (buf: Buffer) => void = addon.munmap;
+
+/**
+ * Copies rectangles (x, y, w, h quadruples in pixels, `count` of them, clipped to
+ * width × height) row by row from src to dst. Returns the bytes copied, or -1 when a mapping
+ * faulted (a client truncated its pool under us): the process survives that. Counts toward
+ * copiedBytes().
+ */
+export const copyRects: (
+  dst: Uint8Array,
+  dstStride: number,
+  src: Uint8Array,
+  srcStride: number,
+  rects: Int32Array,
+  count: number,
+  bytesPerPixel: number,
+  width: number,
+  height: number,
+) => number = addon.copyRects;
+
+/** Bytes copied by copyRects() in this process so far (for tests and the benchmark). */
+export const copiedBytes: () => number = addon.copiedBytes;
+
+/** A pipe, both ends close-on-exec and nonblocking: [read end, write end]. */
+export const pipe: () => [number, number] = addon.pipe;
+
+export const fdKind: (fd: number) => FdKind = addon.fdKind;
+
+/** read(2) into buf[start, end): bytes read, 0 at end of file, -1 when nothing is available. */
+export const readFd: (fd: number, buf: Uint8Array, start: number, end: number) => number =
+  addon.readFd;
+
+/** write(2) of buf[start, end): bytes written, -1 when the fd is full. */
+export const writeFd: (fd: number, buf: Uint8Array, start: number, end: number) => number =
+  addon.writeFd;
+
+/** Blocks up to timeoutMs until fd is readable; for round trips that stand in for blocking ioctls. */
+export const waitReadable: (fd: number, timeoutMs: number) => boolean = addon.waitReadable;
+
+/** A listening AF_UNIX SOCK_SEQPACKET socket (the local link), nonblocking, close-on-exec. */
+export const listenSeqpacket: (path: string) => number = addon.listenSeqpacket;
+
+/** Connects a SOCK_SEQPACKET socket; sendmsg/recvmsg then move one packet per call. */
+export const connectSeqpacket: (path: string) => number = addon.connectSeqpacket;
 
 /** Open fds of this process (entries of /proc/self/fd), for leak checks. */
 export function openFdCount(): number {
