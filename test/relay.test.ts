@@ -1,0 +1,109 @@
+// The relay with real clients on a headless weston: globals, several clients, a client dying
+// mid-frame.
+import { spawnSync } from 'node:child_process';
+import { afterEach, describe, expect, test } from 'vitest';
+import { allInterfaces } from '../src/generated/index.js';
+import { killAll, start, stop, waitFor } from './support/processes.js';
+import { type HeadlessWeston, startHeadlessWeston, startProxy } from './support/weston.js';
+
+let weston: HeadlessWeston | undefined;
+afterEach(async () => {
+  killAll();
+  await weston?.stop();
+  weston = undefined;
+});
+
+/** wayland-info's globals as "interface version". */
+function globals(env: NodeJS.ProcessEnv): Map<string, number[]> {
+  const run = spawnSync('wayland-info', [], { env, encoding: 'utf8' });
+  expect(run.status, run.stderr).toBe(0);
+  const found = new Map<string, number[]>();
+  for (const m of run.stdout.matchAll(/^interface: '(\w+)',\s+version:\s+(\d+), name:\s+\d+$/gm)) {
+    found.set(m[1], [...(found.get(m[1]) ?? []), Number(m[2])]);
+  }
+  return found;
+}
+
+describe('globals', () => {
+  test('wayland-info lists what weston offers, less only what the proxy cannot relay', async () => {
+    weston = await startHeadlessWeston();
+    const direct = globals(weston.env);
+    const proxy = await startProxy(weston, []);
+    const proxied = globals({ ...weston.env, WAYLAND_DISPLAY: 'wayland-1' });
+    await stop(proxy);
+    const known = new Map(allInterfaces.map((i) => [i.name, i.version]));
+    const expected = new Map(
+      [...direct]
+        .filter(([name]) => known.has(name))
+        .map(([name, versions]) => [name, versions.map((v) => Math.min(v, known.get(name)!))]),
+    );
+    expect(proxied).toEqual(expected);
+    // what weston 10 offers that is hidden: its private protocols and unstable ones we do not carry
+    expect([...direct.keys()].filter((n) => !known.has(n)).sort()).toEqual(
+      [
+        'weston_desktop_shell',
+        'weston_screenshooter',
+        'zwp_input_panel_v1',
+        'zwp_input_timestamps_manager_v1',
+        'zwp_linux_explicit_synchronization_v1',
+        'zwp_text_input_manager_v1',
+      ].sort(),
+    );
+    expect(
+      proxied.has('wl_compositor') &&
+        proxied.has('xdg_wm_base') &&
+        proxied.has('wl_seat') === direct.has('wl_seat'),
+    ).toBe(true);
+  });
+});
+
+describe('several clients', () => {
+  test('two clients draw at once; killing one mid-frame leaves the other drawing', async () => {
+    weston = await startHeadlessWeston();
+    const proxy = await startProxy(weston, [], { WAYLAND_DEBUG_PROXY: 'server' });
+    const env = { ...weston.env, WAYLAND_DISPLAY: 'wayland-1' };
+    const a = start('weston-simple-shm', [], env);
+    const b = start('weston-simple-damage', [], env);
+    const commitsBy = (): Map<string, number> => {
+      const counts = new Map<string, number>();
+      for (const m of proxy.output().matchAll(/(host#\d+) +-> wl_surface@\d+\.commit\(\)/g)) {
+        counts.set(m[1], (counts.get(m[1]) ?? 0) + 1);
+      }
+      return counts;
+    };
+    await waitFor(
+      'both clients to draw',
+      () => [...commitsBy().values()].filter((n) => n > 10).length === 2,
+    );
+    const before = commitsBy();
+    await stop(a, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 1000));
+    const after = commitsBy();
+    const grew = [...after].filter(([label, n]) => n > (before.get(label) ?? 0) + 10);
+    expect(grew).toHaveLength(1); // the survivor kept committing frames
+    expect(b.child.exitCode).toBeNull();
+    expect(proxy.child.exitCode).toBeNull();
+    await stop(b);
+    await stop(proxy);
+  });
+
+  test('each client gets its own host connection, torn down with it', async () => {
+    weston = await startHeadlessWeston();
+    const proxy = await startProxy(weston, []);
+    const env = { ...weston.env, WAYLAND_DISPLAY: 'wayland-1' };
+    const westonSockets = (): number => {
+      const out = spawnSync(
+        'sh',
+        ['-c', `ls -l /proc/${weston!.weston.child.pid}/fd | grep -c socket`],
+        { encoding: 'utf8' },
+      );
+      return Number(out.stdout.trim());
+    };
+    const idle = westonSockets();
+    const clients = [start('weston-simple-shm', [], env), start('weston-simple-shm', [], env)];
+    await waitFor('two host connections', () => westonSockets() >= idle + 2);
+    for (const c of clients) await stop(c, 'SIGKILL');
+    await waitFor('the host connections to close', () => westonSockets() === idle);
+    await stop(proxy);
+  });
+});
