@@ -102,7 +102,70 @@ export const CROSS_DOMAIN_IMAGE_REQUIREMENTS_SIZE = 64;
  * A fenced command (FLAG_FENCE) is answered when its fence signals, as a virtqueue returns the
  * descriptor, so replies may come out of order; the tag matches them.
  * The guest never blocks the link: ring-1 POLLs stay pending while other commands are answered.
+ * Host rules (tswl-host, no change to the above): a GUEST blob's memfd must be open read-write
+ * and hold every mem entry (the host writes the rings with pwrite, never through a mapping); fds
+ * riding on any other command are closed unused; a packet shorter than the envelope or longer
+ * than LOCAL_LINK_MAX_PACKET ends the connection, and so does the guest closing it, which
+ * releases everything that guest had. While replies wait for room on the socket, the host reads
+ * no further packets from that guest.
  */
 export const LOCAL_LINK_ENVELOPE_SIZE = 8;
 /** Largest packet either side accepts (a SUBMIT_3D of one page of commands plus headers). */
 export const LOCAL_LINK_MAX_PACKET = 65536;
+
+// ---- Struct layouts (virtio spec 5.7.6; cross-domain as in rutabaga), offsets from each start ----
+
+/** virtio_gpu_ctrl_hdr field offsets. */
+export const CtrlHdr = { TYPE: 0, FLAGS: 4, FENCE_ID: 8, CTX_ID: 16, RING_IDX: 20 } as const;
+/** GET_CAPSET_INFO: hdr, @24 capset_index, @28 pad. */
+export const GET_CAPSET_INFO_SIZE = 32;
+/** OK_CAPSET_INFO: hdr, @24 capset_id, @28 capset_max_version, @32 capset_max_size, @36 pad. */
+export const RESP_CAPSET_INFO_SIZE = 40;
+/** GET_CAPSET: hdr, @24 capset_id, @28 capset_version. OK_CAPSET: hdr, capset data from @24. */
+export const GET_CAPSET_SIZE = 32;
+/** CTX_CREATE: hdr (ctx_id), @24 nlen, @28 context_init (capset id in bits 0-7), @32 char[64] debug_name. */
+export const CTX_CREATE_SIZE = 96;
+/** CTX_ATTACH_RESOURCE, CTX_DETACH_RESOURCE, RESOURCE_UNREF, RESOURCE_UNMAP_BLOB: hdr, @24 resource_id, @28 pad. */
+export const RESOURCE_CMD_SIZE = 32;
+/**
+ * RESOURCE_CREATE_BLOB: hdr, @24 resource_id, @28 blob_mem, @32 blob_flags, @36 nr_entries,
+ * @40 u64 blob_id, @48 u64 size, then nr_entries × virtio_gpu_mem_entry from @56.
+ */
+export const RESOURCE_CREATE_BLOB_SIZE = 56;
+/** virtio_gpu_mem_entry: @0 u64 addr, @8 length, @12 pad. */
+export const MEM_ENTRY_SIZE = 16;
+/** SUBMIT_3D: hdr, @24 size, @28 num_in_fences (ignored, as crosvm does), command bytes from @32. */
+export const SUBMIT_3D_SIZE = 32;
+/** RESOURCE_MAP_BLOB: hdr, @24 resource_id, @28 pad, @32 u64 offset (in the host-visible region). */
+export const RESOURCE_MAP_BLOB_SIZE = 40;
+/** OK_MAP_INFO: hdr, @24 map_info, @28 pad. */
+export const RESP_MAP_INFO_SIZE = 32;
+/** map_info cache types (RUTABAGA_MAP_CACHE_*); OK_MAP_INFO carries map_info & 0x0f. */
+export const MapCache = { CACHED: 1, UNCACHED: 2, WC: 3 } as const;
+
+/** CrossDomainInit sizes by form: legacy (query ring = channel ring), V1, current (with a uuid). */
+export const CrossDomainInitSize = { LEGACY: 16, V1: 20, CURRENT: 36 } as const;
+/** CrossDomainGetImageRequirements: @8 width, @12 height, @16 drm_format, @20 flags. */
+export const CROSS_DOMAIN_GET_IMAGE_REQUIREMENTS_SIZE = 24;
+/** CrossDomainSendReceive field offsets (see CROSS_DOMAIN_SEND_RECEIVE_SIZE). */
+export const SendReceive = {
+  NUM_IDENTIFIERS: 8,
+  OPAQUE_DATA_SIZE: 12,
+  IDENTIFIERS: 16,
+  IDENTIFIER_TYPES: 128,
+  IDENTIFIER_SIZES: 240,
+  DATA: 352,
+} as const;
+/** CrossDomainReadWrite field offsets (see CROSS_DOMAIN_READ_WRITE_SIZE). */
+export const ReadWrite = { IDENTIFIER: 8, HANG_UP: 12, OPAQUE_DATA_SIZE: 16, DATA: 24 } as const;
+/** CrossDomainImageRequirements (the reply) field offsets. */
+export const ImageRequirements = {
+  STRIDES: 0,
+  OFFSETS: 16,
+  MODIFIER: 32,
+  SIZE: 40,
+  BLOB_ID: 48,
+  MAP_INFO: 52,
+  MEMORY_IDX: 56,
+  PHYSICAL_DEVICE_IDX: 60,
+} as const;

@@ -1,0 +1,140 @@
+import { lstatSync, readFileSync, unlinkSync } from 'node:fs';
+import { Command } from 'commander';
+import { errorMessage } from '../host/errors.js';
+import { closeQuietly } from '../host/fds.js';
+import { LocalLinkServer } from '../host/local-link.js';
+import { Log } from '../log/log.js';
+import * as native from '../native/index.js';
+import { UsageError, displayPath } from './paths.js';
+
+interface Options {
+  waylandSock?: string;
+  listenLocal?: string;
+  verbose?: boolean;
+}
+
+const packageJson = JSON.parse(
+  readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
+) as { version: string };
+
+export function buildProgram(): Command {
+  return new Command('tswl-host')
+    .description(
+      "A virtio-gpu device with crosvm's cross-domain context type: connects each guest's Wayland channel to the host compositor.",
+    )
+    .option(
+      '--wayland-sock <path>',
+      'the host compositor socket each channel connects to (a bare name is taken in $XDG_RUNTIME_DIR)',
+    )
+    .option(
+      '--listen-local <path>',
+      'serve guests over the local link: a SOCK_SEQPACKET socket at PATH, one connection per guest',
+    )
+    .option('-v, --verbose', 'log guests, contexts and resources as they come and go')
+    .addHelpText(
+      'after',
+      `
+Example, with no VM (guests then connect to the local link):
+  tswl-host --wayland-sock $XDG_RUNTIME_DIR/wayland-0 --listen-local $XDG_RUNTIME_DIR/tswl-gpu`,
+    )
+    .version(packageJson.version)
+    .showHelpAfterError();
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.parse(argv);
+  const opts = program.opts<Options>();
+  const env = process.env;
+  if (program.args.length > 0) {
+    throw new UsageError(`unexpected argument "${program.args[0]}"`);
+  }
+  if (!opts.waylandSock) throw new UsageError('--wayland-sock is required');
+  if (!opts.listenLocal) {
+    throw new UsageError('--listen-local is required (the only transport so far)');
+  }
+  const log = new Log({
+    ringPath: null,
+    ringSize: 0,
+    verbose: opts.verbose ?? false,
+    prefix: 'tswl-host',
+  });
+  const deviceLog = { verbose: opts.verbose ?? false, info: log.info, warn: log.warn };
+  const waylandSock = displayPath(opts.waylandSock, env, '--wayland-sock');
+  const listenPath = displayPath(opts.listenLocal, env, '--listen-local');
+  if (listenPath === waylandSock) {
+    throw new UsageError(`--listen-local and --wayland-sock are the same path ${listenPath}`);
+  }
+  checkCompositor(waylandSock);
+  removeStaleSocket(listenPath);
+
+  const server = new LocalLinkServer(listenPath, { waylandSocket: waylandSock, log: deviceLog });
+  try {
+    server.listen();
+  } catch (e) {
+    throw new UsageError(`cannot listen on ${listenPath}: ${systemError(e)}`);
+  }
+  log.info(`serving guests on ${listenPath}, channels to ${waylandSock}`);
+
+  return new Promise<number>((resolveExit) => {
+    let stopped = false;
+    const stop = (code: number): void => {
+      if (stopped) return;
+      stopped = true;
+      server.close();
+      try {
+        unlinkSync(listenPath);
+      } catch {
+        // already gone
+      }
+      resolveExit(code);
+    };
+    process.once('SIGINT', () => stop(0));
+    process.once('SIGTERM', () => stop(0));
+    process.once('uncaughtException', (e) => {
+      log.warn(`fatal error: ${e.stack ?? e.message}`);
+      stop(70);
+    });
+  });
+}
+
+function checkCompositor(path: string): void {
+  let fd: number;
+  try {
+    fd = native.connectUnix(path);
+  } catch (e) {
+    throw new UsageError(`cannot reach the compositor at ${path}: ${systemError(e)}`);
+  }
+  closeQuietly(fd);
+}
+
+/** A socket file left by a tswl-host that died is removed; a live one is an error. */
+function removeStaleSocket(path: string): void {
+  let isSocket: boolean;
+  try {
+    isSocket = lstatSync(path).isSocket();
+  } catch {
+    return; // nothing there
+  }
+  if (!isSocket) throw new UsageError(`${path} exists and is not a socket`);
+  let fd = -1;
+  try {
+    fd = native.connectSeqpacket(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ECONNREFUSED') {
+      throw new UsageError(`${path} exists and cannot be checked: ${systemError(e)}`);
+    }
+    unlinkSync(path); // nobody listens: left over from a process that died
+    return;
+  }
+  closeQuietly(fd);
+  throw new UsageError(`${path} is already in use by another tswl-host`);
+}
+
+/** "No such file or directory (ENOENT)" from a native error ("connect PATH: No such file…"). */
+function systemError(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  if (!err?.code) return errorMessage(e);
+  const text = err.syscall ? err.message.replace(/^\w+( \S+)?: /, '') : err.message;
+  return `${text} (${err.code})`;
+}

@@ -1,0 +1,79 @@
+import { constants, openSync } from 'node:fs';
+import * as native from '../native/index.js';
+
+/** Closes an fd, ignoring EBADF (it is released either way). */
+export function closeQuietly(fd: number): void {
+  try {
+    native.close(fd);
+  } catch {
+    // already closed
+  }
+}
+
+/**
+ * A new open file description for the file `fd` refers to, through /proc/self/fd (close-on-exec;
+ * O_NONBLOCK only if asked). Unlike dup(2) the new fd has its own status flags, which is what the
+ * host wants for pipe ends it hands out or writes to. Works for memfds, files and pipes; throws
+ * for sockets and for files the process may not reopen with that access mode.
+ */
+export function reopen(
+  fd: number,
+  access: 'read' | 'write' | 'readwrite',
+  nonblock = false,
+): number {
+  const mode =
+    access === 'read'
+      ? constants.O_RDONLY
+      : access === 'write'
+        ? constants.O_WRONLY
+        : constants.O_RDWR;
+  return openSync(`/proc/self/fd/${fd}`, mode | (nonblock ? constants.O_NONBLOCK : 0));
+}
+
+/** A second fd for a memory file: read/write when the original allows writing, else read-only. */
+export function dupMemory(fd: number, writable: boolean): number {
+  if (writable) {
+    try {
+      return reopen(fd, 'readwrite');
+    } catch {
+      // sealed or opened read-only by its creator: fall back to read access
+    }
+  }
+  return reopen(fd, 'read');
+}
+
+/**
+ * The fds one guest holds in the host process, counted against a budget so that one guest cannot
+ * exhaust the process's fd table for the others. Every fd the device keeps goes through take()
+ * and leaves through close().
+ */
+export class FdLedger {
+  private count = 0;
+
+  constructor(readonly budget: number) {}
+
+  get open(): number {
+    return this.count;
+  }
+
+  /** Whether `n` more fds fit in the budget. */
+  hasRoom(n = 1): boolean {
+    return this.count + n <= this.budget;
+  }
+
+  /** Counts `fd` as held; when the budget is spent, closes it and throws. */
+  take(fd: number): number {
+    if (this.count >= this.budget) {
+      closeQuietly(fd);
+      throw new Error(`the guest holds ${this.count} fds, its limit`);
+    }
+    this.count++;
+    return fd;
+  }
+
+  close(fd: number): void {
+    if (fd < 0) return;
+    this.count--;
+    closeQuietly(fd);
+  }
+}

@@ -1,0 +1,289 @@
+// The local link: guests reach the device over a Unix SOCK_SEQPACKET socket instead of a
+// virtqueue (the envelope is documented in src/virtgpu/protocol.ts). One connection is one
+// guest with its own GpuDevice. This file only moves packets; the device does the rest.
+
+import { writeSync } from 'node:fs';
+import * as native from '../native/index.js';
+import { LOCAL_LINK_ENVELOPE_SIZE, LOCAL_LINK_MAX_PACKET } from '../virtgpu/protocol.js';
+import { GpuDevice, type Reply } from './device.js';
+import { type DeviceLog, errorMessage } from './errors.js';
+import { type FdLedger, closeQuietly } from './fds.js';
+import type { GuestBacking, GuestMemory, MemEntry } from './guest-memory.js';
+
+export interface LocalLinkOptions {
+  /** The compositor socket (--wayland-sock). */
+  readonly waylandSocket: string;
+  readonly log: DeviceLog;
+  /** Most fds one guest may make the host hold. */
+  readonly fdBudget?: number;
+}
+
+/** Packets handled per readiness callback, so that one busy guest cannot starve the others. */
+const PACKETS_PER_TURN = 64;
+
+/**
+ * A GUEST blob's memory on the local link: the memfd that came with RESOURCE_CREATE_BLOB, its
+ * entries addressing that file (addr = offset). The host writes with pwrite rather than through
+ * a mapping: the guest may truncate its file at any time, and a write past the end then grows
+ * the file instead of raising SIGBUS in the host.
+ */
+class MemfdBacking implements GuestBacking {
+  readonly entryLengths: number[];
+
+  constructor(
+    private fd: number,
+    private readonly offsets: number[],
+    lengths: number[],
+    private readonly ledger: FdLedger,
+  ) {
+    this.entryLengths = lengths;
+  }
+
+  write(entry: number, offset: number, src: Uint8Array, start: number, end: number): void {
+    if (this.fd < 0) throw new Error('the blob is gone');
+    let position = this.offsets[entry] + offset;
+    while (start < end) {
+      const n = writeSync(this.fd, src, start, end - start, position);
+      if (n <= 0) throw new Error('the guest memory file takes no more bytes');
+      start += n;
+      position += n;
+    }
+  }
+
+  release(): void {
+    if (this.fd < 0) return;
+    this.ledger.close(this.fd);
+    this.fd = -1;
+  }
+}
+
+/** The fds that came with one packet; RESOURCE_CREATE_BLOB (GUEST) takes its memfd from here. */
+class PacketMemory implements GuestMemory {
+  constructor(public fds: number[]) {}
+
+  resolve(entries: readonly MemEntry[], ledger: FdLedger): GuestBacking {
+    if (this.fds.length !== 1) {
+      throw new Error(
+        `a GUEST blob takes exactly one memfd with its command; ${this.fds.length} came`,
+      );
+    }
+    const fd = this.fds[0];
+    const kind = native.fdKind(fd);
+    if (kind.kind !== 'memory')
+      throw new Error(`the fd that came with it is a ${kind.kind}, not memory`);
+    if (!kind.writable) throw new Error('the memfd that came with it is read-only');
+    const offsets: number[] = [];
+    const lengths: number[] = [];
+    for (const e of entries) {
+      if (e.length === 0 || e.addr + BigInt(e.length) > BigInt(kind.size)) {
+        throw new Error(
+          `mem entry ${offsets.length} (offset ${e.addr}, ${e.length} bytes) is not inside the ${kind.size}-byte memfd`,
+        );
+      }
+      offsets.push(Number(e.addr));
+      lengths.push(e.length);
+    }
+    if (!ledger.hasRoom()) throw new Error('the guest holds too many fds');
+    ledger.take(fd);
+    this.fds = [];
+    return new MemfdBacking(fd, offsets, lengths, ledger);
+  }
+}
+
+interface Outgoing {
+  packet: Buffer;
+  fds: number[];
+}
+
+/** One connected guest: its packets in, the device's replies out. */
+export class LinkGuest {
+  readonly device: GpuDevice;
+  private readonly poller: native.Poller;
+  private readonly inBuf = Buffer.allocUnsafe(LOCAL_LINK_MAX_PACKET + 1);
+  private readonly recvOut = new Int32Array(native.RECV_OUT_LENGTH);
+  private readonly outQueue: Outgoing[] = [];
+  private closing = false;
+  closed = false;
+
+  constructor(
+    readonly fd: number,
+    readonly name: string,
+    private readonly log: DeviceLog,
+    options: LocalLinkOptions,
+    private readonly onClosed: (guest: LinkGuest) => void,
+  ) {
+    this.device = new GpuDevice({
+      waylandSocket: options.waylandSocket,
+      log: options.log,
+      name,
+      fdBudget: options.fdBudget,
+    });
+    this.poller = new native.Poller(fd, (events, errorCode) => this.onPoll(events, errorCode));
+    this.poller.update(native.READABLE);
+  }
+
+  /** Disconnects the guest and releases everything it had. */
+  close(reason: string | null = null): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closing = true;
+    if (reason) this.log.warn(`${this.name}: ${reason}; disconnecting it`);
+    this.device.destroy();
+    this.poller.close();
+    for (const o of this.outQueue) for (const fd of o.fds) closeQuietly(fd);
+    this.outQueue.length = 0;
+    closeQuietly(this.fd);
+    if (this.log.verbose) this.log.info(`${this.name}: disconnected, everything it had released`);
+    this.onClosed(this);
+  }
+
+  /** Closes from inside a callback of the device, once that call has returned. */
+  private fail(reason: string | null): void {
+    if (this.closing) return;
+    this.closing = true;
+    queueMicrotask(() => this.close(reason));
+  }
+
+  private onPoll(events: number, errorCode: string | null): void {
+    if (this.closing) return;
+    if (errorCode) return this.close(`polling the link failed (${errorCode})`);
+    if (events & native.WRITABLE) this.flush();
+    if (events & (native.READABLE | native.DISCONNECT)) this.readPackets();
+  }
+
+  private readPackets(): void {
+    for (let i = 0; i < PACKETS_PER_TURN && !this.closing && this.outQueue.length === 0; i++) {
+      let n: number;
+      try {
+        n = native.recvmsg(this.fd, this.inBuf, 0, this.inBuf.length, this.recvOut);
+      } catch (e) {
+        for (let k = 0; k < this.recvOut[0]; k++) closeQuietly(this.recvOut[2 + k]);
+        return this.close(`receiving from the link failed: ${errorMessage(e)}`);
+      }
+      const fds: number[] = [];
+      for (let k = 0; k < this.recvOut[0]; k++) fds.push(this.recvOut[2 + k]);
+      if (n < 0) {
+        for (const fd of fds) closeQuietly(fd);
+        return;
+      }
+      if (n === 0) {
+        for (const fd of fds) closeQuietly(fd);
+        return this.close(null);
+      }
+      if (this.recvOut[1])
+        this.log.warn(`${this.name}: a packet carried more fds than fit; the rest were lost`);
+      if (n < LOCAL_LINK_ENVELOPE_SIZE || n > LOCAL_LINK_MAX_PACKET) {
+        for (const fd of fds) closeQuietly(fd);
+        return this.close(
+          n < LOCAL_LINK_ENVELOPE_SIZE
+            ? `a ${n}-byte packet, shorter than the envelope`
+            : `a packet over ${LOCAL_LINK_MAX_PACKET} bytes`,
+        );
+      }
+      const tag = this.inBuf.readUInt32LE(0);
+      const memory = new PacketMemory(fds);
+      this.device.handleCommand(this.inBuf.subarray(LOCAL_LINK_ENVELOPE_SIZE, n), memory, (reply) =>
+        this.send(tag, reply),
+      );
+      if (memory.fds.length > 0) {
+        this.log.warn(
+          `${this.name}: ${memory.fds.length} fd(s) came with a command that took none; closed them`,
+        );
+        for (const fd of memory.fds) closeQuietly(fd);
+      }
+    }
+  }
+
+  private send(tag: number, reply: Reply): void {
+    const fds = reply.map ? [reply.map.fd] : [];
+    if (this.closing) {
+      for (const fd of fds) closeQuietly(fd);
+      return;
+    }
+    const packet = Buffer.allocUnsafe(LOCAL_LINK_ENVELOPE_SIZE + reply.response.length);
+    packet.writeUInt32LE(tag, 0);
+    packet.writeUInt32LE(0, 4);
+    reply.response.copy(packet, LOCAL_LINK_ENVELOPE_SIZE);
+    this.outQueue.push({ packet, fds });
+    if (this.outQueue.length === 1) this.flush();
+  }
+
+  /** Sends queued replies; while some wait for room, the guest's packets are not read. */
+  private flush(): void {
+    while (this.outQueue.length > 0) {
+      const o = this.outQueue[0];
+      let n: number;
+      try {
+        n = native.sendmsg(this.fd, o.packet, 0, o.packet.length, o.fds, o.fds.length);
+      } catch (e) {
+        return this.fail(`sending to the link failed: ${errorMessage(e)}`);
+      }
+      if (n < 0) break;
+      for (const fd of o.fds) closeQuietly(fd);
+      this.outQueue.shift();
+    }
+    if (this.closing) return;
+    this.poller.update(this.outQueue.length > 0 ? native.WRITABLE : native.READABLE);
+  }
+}
+
+/** Listens on the local-link socket and gives every connection its own device. */
+export class LocalLinkServer {
+  private listenFd = -1;
+  private poller: native.Poller | null = null;
+  private readonly guests = new Set<LinkGuest>();
+  private nextGuest = 1;
+
+  constructor(
+    readonly path: string,
+    private readonly options: LocalLinkOptions,
+  ) {}
+
+  get guestCount(): number {
+    return this.guests.size;
+  }
+
+  /** Binds and listens (throws like listenSeqpacket: EADDRINUSE when the path exists). */
+  listen(): void {
+    this.listenFd = native.listenSeqpacket(this.path);
+    this.poller = new native.Poller(this.listenFd, (_events, errorCode) => {
+      if (errorCode) {
+        this.options.log.warn(`local link: polling the listening socket failed (${errorCode})`);
+        return;
+      }
+      this.acceptAll();
+    });
+    this.poller.update(native.READABLE);
+  }
+
+  /** Stops listening and disconnects every guest. The socket path is the caller's to remove. */
+  close(): void {
+    this.poller?.close();
+    this.poller = null;
+    if (this.listenFd >= 0) closeQuietly(this.listenFd);
+    this.listenFd = -1;
+    for (const g of [...this.guests]) g.close();
+  }
+
+  private acceptAll(): void {
+    for (;;) {
+      let fd: number;
+      try {
+        fd = native.accept(this.listenFd);
+      } catch (e) {
+        // EMFILE and the like: try again in a while rather than spin on a readable socket.
+        this.options.log.warn(`local link: accept failed: ${errorMessage(e)}`);
+        this.poller?.update(0);
+        setTimeout(() => this.poller?.update(native.READABLE), 200).unref();
+        return;
+      }
+      if (fd < 0) return;
+      const name = `guest ${this.nextGuest++}`;
+      const guest = new LinkGuest(fd, name, this.options.log, this.options, (g) =>
+        this.guests.delete(g),
+      );
+      this.guests.add(guest);
+      if (this.options.log.verbose) this.options.log.info(`${name}: connected`);
+    }
+  }
+}
