@@ -1,0 +1,124 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Running, accepts, start, stop, waitFor } from './processes.js';
+
+const WIDTH = 640;
+const HEIGHT = 480;
+
+/**
+ * Xvfb with weston's x11 backend and kiosk shell in a private XDG_RUNTIME_DIR: a seat for
+ * input, and every window filling the one output, so that screenshots of a direct and a
+ * proxied run of the same client compare pixel for pixel.
+ */
+export class Desktop {
+  private constructor(
+    readonly runtimeDir: string,
+    readonly display: string,
+    private readonly xvfb: Running,
+    readonly weston: Running,
+  ) {}
+
+  static async start(): Promise<Desktop> {
+    const runtimeDir = mkdtempSync(join(tmpdir(), 'tswl-desktop-'));
+    const xvfb = start(
+      'Xvfb',
+      ['-displayfd', '1', '-screen', '0', `${WIDTH}x${HEIGHT}x24`, '-nolisten', 'tcp'],
+      process.env,
+    );
+    const number = await waitFor(
+      'Xvfb to pick a display',
+      () => /(?:^|\n)(\d+)\n/.exec(xvfb.output())?.[1],
+    );
+    const display = `:${number}`;
+    const weston = start(
+      'weston',
+      [
+        '--backend=x11-backend.so',
+        '--shell=kiosk-shell.so',
+        '--use-pixman',
+        '--socket=wayland-0',
+        `--width=${WIDTH}`,
+        `--height=${HEIGHT}`,
+        '--idle-time=0',
+        '--no-config',
+      ],
+      { ...process.env, XDG_RUNTIME_DIR: runtimeDir, DISPLAY: display },
+    );
+    await waitFor('weston to listen', () => accepts(join(runtimeDir, 'wayland-0')));
+    return new Desktop(runtimeDir, display, xvfb, weston);
+  }
+
+  /** Environment for Wayland clients of this desktop (never X11: DISPLAY is unset). */
+  clientEnv(waylandDisplay = 'wayland-0'): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      XDG_RUNTIME_DIR: this.runtimeDir,
+      WAYLAND_DISPLAY: waylandDisplay,
+      GDK_BACKEND: 'wayland',
+      // GTK's software renderer gives the same pixels every run
+      GSK_RENDERER: 'cairo',
+      HOME: this.runtimeDir,
+    };
+    delete env.DISPLAY;
+    delete env.WAYLAND_DEBUG;
+    delete env.WAYLAND_DEBUG_PROXY;
+    return env;
+  }
+
+  screenshot(file: string): void {
+    const run = spawnSync('import', ['-display', this.display, '-window', 'root', `png:${file}`]);
+    if (run.status !== 0) throw new Error(`screenshot failed: ${run.stderr}`);
+  }
+
+  /** Waits until two screenshots in a row are identical and not a single colour; returns the file. */
+  async stableScreenshot(file: string, timeoutMs = 20000): Promise<string> {
+    const previous = `${file}.previous.png`;
+    this.screenshot(previous);
+    await waitFor(
+      `a stable, non-blank screen (${file})`,
+      async () => {
+        await new Promise((r) => setTimeout(r, 400));
+        this.screenshot(file);
+        const same = differingPixels(previous, file) === 0 && colourCount(file) > 1;
+        if (!same) spawnSync('cp', [file, previous]);
+        return same;
+      },
+      timeoutMs,
+    );
+    rmSync(previous, { force: true });
+    return file;
+  }
+
+  /** Types text into whatever window of weston has keyboard focus (XTEST through Xvfb). */
+  type(text: string): void {
+    for (const args of [
+      ['type', '--delay', '15', text],
+      ['key', 'Return'],
+    ]) {
+      const run = spawnSync('xdotool', args, { env: { ...process.env, DISPLAY: this.display } });
+      if (run.status !== 0) throw new Error(`xdotool ${args[0]} failed: ${run.stderr}`);
+    }
+  }
+
+  async stop(): Promise<void> {
+    await stop(this.weston);
+    await stop(this.xvfb);
+    rmSync(this.runtimeDir, { recursive: true, force: true });
+  }
+}
+
+/** Pixels that differ between two images (ImageMagick's AE metric). */
+export function differingPixels(a: string, b: string): number {
+  const run = spawnSync('compare', ['-metric', 'AE', a, b, 'null:'], { encoding: 'utf8' });
+  const n = Number(run.stderr.trim().split(/\s/)[0]);
+  if (run.status === 2 || Number.isNaN(n)) throw new Error(`compare failed: ${run.stderr}`);
+  return n;
+}
+
+/** Distinct colours in an image: 1 means nothing was drawn. */
+export function colourCount(file: string): number {
+  const run = spawnSync('identify', ['-format', '%k', file], { encoding: 'utf8' });
+  return Number(run.stdout.trim());
+}
