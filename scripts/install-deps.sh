@@ -29,6 +29,7 @@ PACKAGES=(
   procps            # pgrep/pkill used by cleanup checks
   systemd           # systemd-analyze, systemd-socket-activate, systemd-notify for the unit tests
   python3           # raw-socket peers in tests (more than 28 fds, notify receivers)
+  wl-clipboard      # wl-copy and wl-paste: clipboard both ways across the cross-domain link
 )
 
 if [[ "${1:-}" == "--list" ]]; then

@@ -11,6 +11,14 @@ import * as native from '../native/index.js';
 import { ProtocolTables } from '../protocol/tables.js';
 import { ProxyServer } from '../proxy.js';
 import { relayHooks } from '../relay/hooks.js';
+import type { HostConnector } from '../relay/relay.js';
+import type { ShadowAllocatorSource } from '../relay/shm.js';
+import {
+  CROSS_DOMAIN_HIDDEN_GLOBALS,
+  connectCrossDomain,
+  crossDomainShadowShm,
+  openVirtGpu,
+} from '../links/cross-domain.js';
 import { Connection } from '../wire/connection.js';
 import { closeQuietly } from '../wire/fd-queue.js';
 import { listenFdsFromEnv } from './activation.js';
@@ -20,6 +28,8 @@ import { UsageError, displayPath } from './paths.js';
 interface Options {
   waylandDisplay: string;
   hostDisplay?: string;
+  virtioGpu?: boolean;
+  virtioGpuDevice?: string;
   tag?: string;
   verbose?: boolean;
   logSuppress: string;
@@ -58,6 +68,14 @@ export function buildProgram(): Command {
     .option(
       '--host-display <name|path>',
       'host compositor socket (default: $WAYLAND_DISPLAY, else wayland-0)',
+    )
+    .option(
+      '--virtio-gpu',
+      'reach the host compositor through a virtio-gpu cross-domain context (in a VM guest)',
+    )
+    .option(
+      '--virtio-gpu-device <path>',
+      'the virtio-gpu device: a DRM node, or the local link socket of tswl-host (implies --virtio-gpu)',
     )
     .option('--tag <prefix>', 'prefix for the title of every toplevel window')
     .option('-v, --verbose', 'trace every message on both sides, and say more')
@@ -140,23 +158,23 @@ export async function main(argv: string[]): Promise<number> {
     log.warn('an "x11" socket was passed by systemd, but X11 support is not available yet');
   const listenPath =
     activated?.wayland?.path ?? displayPath(opts.waylandDisplay, env, '--wayland-display');
-  const hostDisplay = opts.hostDisplay ?? env.WAYLAND_DISPLAY ?? 'wayland-0';
-  const hostPath = displayPath(hostDisplay, env, 'host display');
-  if (listenPath === hostPath) {
-    throw new UsageError(
-      `the proxy would listen on the host compositor's own socket ${hostPath}; pick another --wayland-display`,
-    );
-  }
-  checkHostReachable(hostPath);
+  const host =
+    opts.virtioGpu || opts.virtioGpuDevice
+      ? virtioGpuHost(opts)
+      : socketHost(opts, env, listenPath);
 
   const notifier = Notifier.fromEnv(env, log.warn);
   const server = new ProxyServer({
     listenPath,
     activatedFd: activated?.wayland?.fd,
-    connectHost: (handler) => new Connection(native.connectUnix(hostPath), handler),
-    hostName: hostPath,
+    connectHost: host.connect,
+    hostName: host.name,
     tables: new ProtocolTables(allInterfaces),
-    hooks: relayHooks({ tag: opts.tag ?? '' }),
+    hooks: relayHooks({
+      tag: opts.tag ?? '',
+      shadowShm: host.shadowShm,
+      hiddenGlobals: host.hiddenGlobals,
+    }),
     warn: log.warn,
     trace: tracer,
     onClientsChanged: (n) => notifier?.status(`${n} client${n === 1 ? '' : 's'} connected`),
@@ -178,7 +196,7 @@ export async function main(argv: string[]): Promise<number> {
     server.close();
     throw new UsageError(`cannot create the control FIFO ${control.path}: ${(e as Error).message}`);
   }
-  log.info(`listening on ${listenPath}, relaying to ${hostPath}`);
+  log.info(`listening on ${listenPath}, relaying to ${host.name}`);
   notifier?.ready(`listening on ${listenPath}`);
 
   return new Promise<number>((resolveExit) => {
@@ -246,7 +264,23 @@ function runControlCommand(command: string, log: Log, server: ProxyServer): void
   }
 }
 
-function checkHostReachable(hostPath: string): void {
+/** How each client reaches the host compositor, and what its memory must go through. */
+interface HostRoute {
+  readonly name: string;
+  readonly connect: HostConnector;
+  readonly shadowShm: ShadowAllocatorSource | null;
+  readonly hiddenGlobals: ReadonlySet<string>;
+}
+
+/** Host mode: a plain Unix socket to the compositor; fds, shm pools included, pass as they are. */
+function socketHost(opts: Options, env: NodeJS.ProcessEnv, listenPath: string): HostRoute {
+  const hostDisplay = opts.hostDisplay ?? env.WAYLAND_DISPLAY ?? 'wayland-0';
+  const hostPath = displayPath(hostDisplay, env, 'host display');
+  if (listenPath === hostPath) {
+    throw new UsageError(
+      `the proxy would listen on the host compositor's own socket ${hostPath}; pick another --wayland-display`,
+    );
+  }
   let fd: number;
   try {
     fd = native.connectUnix(hostPath);
@@ -256,4 +290,32 @@ function checkHostReachable(hostPath: string): void {
     );
   }
   closeQuietly(fd);
+  return {
+    name: hostPath,
+    connect: (handler) => new Connection(native.connectUnix(hostPath), handler),
+    shadowShm: null,
+    hiddenGlobals: new Set(),
+  };
+}
+
+/** A VM guest: each client gets its own cross-domain context; shm is shadowed in host blobs. */
+function virtioGpuHost(opts: Options): HostRoute {
+  const device = opts.virtioGpuDevice;
+  if (!device) {
+    throw new UsageError(
+      '--virtio-gpu: no virtio-gpu device found (discovery of /dev/dri nodes is not supported yet); ' +
+        'name one with --virtio-gpu-device PATH (a DRM node or the local link socket of tswl-host)',
+    );
+  }
+  try {
+    openVirtGpu(device).close();
+  } catch (e) {
+    throw new UsageError(`--virtio-gpu-device ${device}: ${(e as Error).message}`);
+  }
+  return {
+    name: device,
+    connect: (handler) => connectCrossDomain(device, handler),
+    shadowShm: crossDomainShadowShm,
+    hiddenGlobals: CROSS_DOMAIN_HIDDEN_GLOBALS,
+  };
 }

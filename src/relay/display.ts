@@ -11,6 +11,8 @@ const events: WlDisplayEventHandlers<HookContext> = {
     const obj = relay.hostIds.get(hostId);
     if (!obj || obj.serverCreated) return true;
     relay.hostIds.release(hostId);
+    // clientId 0: an object the proxy made on the host for itself (a shadow buffer)
+    if (obj.clientId === 0) return true;
     relay.clientIds.remove(obj.clientId);
     writeWlDisplayEventDeleteId(relay.client.out, 1, obj.clientId);
     return true;

@@ -17,46 +17,49 @@ function advertised(registry: WlObject): Advertised {
 
 /**
  * Clients see only the globals the proxy can relay, at the lower of the host's and the
- * proxy's version, and may bind only what they were shown.
+ * proxy's version, and may bind only what they were shown. `hidden` names interfaces the
+ * proxy knows but cannot carry over the current host link.
  */
-const events: WlRegistryEventHandlers<HookContext> = {
-  global({ relay, obj }, name, iface, hostVersion) {
-    const known = relay.tables.get(iface);
-    if (!known) return true;
-    const version = Math.min(hostVersion, known.version);
-    advertised(obj).set(name, { iface, version });
-    writeWlRegistryEventGlobal(relay.client.out, obj.clientId, name, iface, version);
-    return true;
-  },
+export function registryHooks(hidden: ReadonlySet<string>): InterfaceHooks {
+  const events: WlRegistryEventHandlers<HookContext> = {
+    global({ relay, obj }, name, iface, hostVersion) {
+      const known = relay.tables.get(iface);
+      if (!known || hidden.has(iface)) return true;
+      const version = Math.min(hostVersion, known.version);
+      advertised(obj).set(name, { iface, version });
+      writeWlRegistryEventGlobal(relay.client.out, obj.clientId, name, iface, version);
+      return true;
+    },
 
-  global_remove({ obj }, name) {
-    // forward only the removal of a global the client was shown
-    return !advertised(obj).delete(name);
-  },
-};
+    global_remove({ obj }, name) {
+      // forward only the removal of a global the client was shown
+      return !advertised(obj).delete(name);
+    },
+  };
 
-const requests: WlRegistryRequestHandlers<HookContext> = {
-  bind({ obj }, name, iface, version) {
-    const global = advertised(obj).get(name);
-    if (!global || global.iface !== iface) {
-      throw new ProtocolError(
-        obj.clientId,
-        DisplayError.invalidObject,
-        `invalid global ${iface} (${name})`,
-      );
-    }
-    if (version < 1 || version > global.version) {
-      throw new ProtocolError(
-        obj.clientId,
-        DisplayError.invalidObject,
-        `invalid version for global ${iface} (${name}): have ${global.version}, wanted ${version}`,
-      );
-    }
-    return false;
-  },
-};
+  const requests: WlRegistryRequestHandlers<HookContext> = {
+    bind({ obj }, name, iface, version) {
+      const global = advertised(obj).get(name);
+      if (!global || global.iface !== iface) {
+        throw new ProtocolError(
+          obj.clientId,
+          DisplayError.invalidObject,
+          `invalid global ${iface} (${name})`,
+        );
+      }
+      if (version < 1 || version > global.version) {
+        throw new ProtocolError(
+          obj.clientId,
+          DisplayError.invalidObject,
+          `invalid version for global ${iface} (${name}): have ${global.version}, wanted ${version}`,
+        );
+      }
+      return false;
+    },
+  };
 
-export const registryHooks: InterfaceHooks = {
-  event: (ctx, opcode, args) => dispatchWlRegistryEvent(events, ctx, opcode, args),
-  request: (ctx, opcode, args) => dispatchWlRegistryRequest(requests, ctx, opcode, args),
-};
+  return {
+    event: (ctx, opcode, args) => dispatchWlRegistryEvent(events, ctx, opcode, args),
+    request: (ctx, opcode, args) => dispatchWlRegistryRequest(requests, ctx, opcode, args),
+  };
+}

@@ -62,6 +62,7 @@ export class Relay {
   private readonly trace: Tracer | null;
   private hostSentError = false;
   private closed = false;
+  private readonly disposers: (() => void)[] = [];
 
   /** Throws when the host cannot be reached; the client fd is then still the caller's. */
   constructor(
@@ -110,7 +111,17 @@ export class Relay {
     this.closed = true;
     this.client.close();
     this.host.close();
+    for (const dispose of this.disposers.splice(0)) dispose();
     this.options.onClose?.(this);
+  }
+
+  /**
+   * Runs `dispose` once when the relay closes, after both connections: how hooks release the
+   * per-client state they keep outside the objects (mappings, fds of shadowed shm pools).
+   */
+  addDisposer(dispose: () => void): void {
+    if (this.closed) dispose();
+    else this.disposers.push(dispose);
   }
 
   /** The peer that was too slow caught up: read from the other side again, starting with what is buffered. */

@@ -108,6 +108,13 @@ export const CROSS_DOMAIN_IMAGE_REQUIREMENTS_SIZE = 64;
  * than LOCAL_LINK_MAX_PACKET ends the connection, and so does the guest closing it, which
  * releases everything that guest had. While replies wait for room on the socket, the host reads
  * no further packets from that guest.
+ * Guest rules (tswl-proxy's LocalVirtGpu, no change to the above either): it plays the kernel
+ * driver, so it picks ctx_id (1, one context per connection) and resource ids (from 1), and
+ * places MAPPABLE host blobs at distinct page-aligned offsets of an 8 GiB host-visible region. The
+ * device config's num_capsets is not on the link: the guest asks GET_CAPSET_INFO by index from 0
+ * until an error response. Every command gets exactly one response; an error response to an
+ * unfenced command (SUBMIT_3D, detach, unref…) is taken as the loss of that guest's context, and
+ * the guest drops the connection.
  */
 export const LOCAL_LINK_ENVELOPE_SIZE = 8;
 /** Largest packet either side accepts (a SUBMIT_3D of one page of commands plus headers). */
