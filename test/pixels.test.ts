@@ -1,5 +1,6 @@
-// Real clients on weston (x11 backend, kiosk shell, under Xvfb): through the proxy each one
-// shows exactly the pixels it shows when run directly, and typing reaches it.
+// Real clients on weston (x11 backend, kiosk shell, under Xvfb): through the proxy, in host mode
+// and across the cross-domain path (tswl-proxy --virtio-gpu-device → tswl-host → weston), each
+// one shows exactly the pixels it shows when run directly, and typing reaches it.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,13 +9,27 @@ import { Desktop, colourCount, differingPixels } from './support/desktop.js';
 import { killAll, type Running, start, stop, waitFor } from './support/processes.js';
 import { proxyBin, repoRoot } from './support/weston.js';
 
+const hostBin = join(repoRoot, 'bin/tswl-host');
+
 const shots = join(repoRoot, 'test-output', 'pixels');
 let desktop: Desktop;
+let gpu: Running;
+const gpuPath = (): string => join(desktop.runtimeDir, 'tswl-gpu');
+
+/** How a client reaches weston: directly, through tswl-proxy, or through tswl-proxy and tswl-host. */
+type Route = 'direct' | 'proxied' | 'cross-domain';
+const routes: Route[] = ['proxied', 'cross-domain'];
 
 mkdirSync(shots, { recursive: true });
 
 beforeAll(async () => {
   desktop = await Desktop.start();
+  gpu = start(
+    hostBin,
+    ['--wayland-sock', join(desktop.runtimeDir, 'wayland-0'), '--listen-local', gpuPath()],
+    process.env,
+  );
+  await waitFor('tswl-host to listen', () => existsSync(gpuPath()));
 });
 
 afterAll(async () => {
@@ -22,15 +37,17 @@ afterAll(async () => {
   await desktop?.stop();
 });
 
-/** Runs a client directly on weston, or through tswl-proxy, until `stopAfter` resolves. */
-async function run(
-  command: string[],
-  proxied: boolean,
-  stopAfter: (client: Running) => Promise<void>,
-) {
-  const client = proxied
-    ? start(proxyBin, ['--wayland-display', 'wayland-1', ...command], desktop.clientEnv())
-    : start(command[0], command.slice(1), desktop.clientEnv());
+/** Runs a client on weston by one route until `stopAfter` resolves. */
+async function run(command: string[], route: Route, stopAfter: (client: Running) => Promise<void>) {
+  const through = route === 'cross-domain' ? ['--virtio-gpu-device', gpuPath()] : [];
+  const client =
+    route === 'direct'
+      ? start(command[0], command.slice(1), desktop.clientEnv())
+      : start(
+          proxyBin,
+          ['--wayland-display', 'wayland-1', ...through, ...command],
+          desktop.clientEnv(),
+        );
   try {
     await stopAfter(client);
   } finally {
@@ -62,11 +79,13 @@ const statics: [string, string[]][] = [
 describe('same pixels through the proxy', () => {
   test.each(statics)('%s', async (name, command) => {
     const direct = join(shots, `${name}-direct.png`);
-    const proxied = join(shots, `${name}-proxied.png`);
-    await run(command, false, async () => void (await desktop.stableScreenshot(direct)));
-    await run(command, true, async () => void (await desktop.stableScreenshot(proxied)));
+    await run(command, 'direct', async () => void (await desktop.stableScreenshot(direct)));
     expect(colourCount(direct)).toBeGreaterThan(2);
-    expect(differingPixels(direct, proxied)).toBe(0);
+    for (const route of routes) {
+      const shot = join(shots, `${name}-${route}.png`);
+      await run(command, route, async () => void (await desktop.stableScreenshot(shot)));
+      expect(differingPixels(direct, shot), route).toBe(0);
+    }
   });
 
   // These animate from the compositor's frame clock, so no two runs show the same frame; what
@@ -76,10 +95,10 @@ describe('same pixels through the proxy', () => {
     ['weston-simple-damage', ['weston-simple-damage']],
   ])('%s animates in the same window', async (name, command) => {
     const boxes: string[] = [];
-    for (const proxied of [false, true]) {
-      const a = join(shots, `${name}-${proxied ? 'proxied' : 'direct'}-a.png`);
-      const b = join(shots, `${name}-${proxied ? 'proxied' : 'direct'}-b.png`);
-      await run(command, proxied, async () => {
+    for (const route of ['direct', ...routes] as Route[]) {
+      const a = join(shots, `${name}-${route}-a.png`);
+      const b = join(shots, `${name}-${route}-b.png`);
+      await run(command, route, async () => {
         await waitFor('the window', async () => {
           desktop.screenshot(a);
           return colourCount(a) > 2;
@@ -91,22 +110,27 @@ describe('same pixels through the proxy', () => {
       boxes.push(boundingBox(a));
     }
     expect(boxes[1]).toBe(boxes[0]);
+    expect(boxes[2]).toBe(boxes[0]);
   });
 });
 
 describe('input through the proxy', () => {
-  test('text typed into the weston window reaches weston-terminal', async () => {
-    const file = join(desktop.runtimeDir, 'typed.txt');
-    await run(['weston-terminal', '--shell=/bin/sh'], true, async () => {
-      await desktop.stableScreenshot(join(shots, 'typing-before.png'));
-      desktop.type(`echo typed-through-tswl > ${file}`);
-      await waitFor(
-        'the shell to write the file',
-        () => existsSync(file) && readFileSync(file, 'utf8').length > 0,
-      );
-    });
-    expect(readFileSync(file, 'utf8')).toBe('typed-through-tswl\n');
-  });
+  // across the VM boundary the keymap arrives as a host blob that the guest maps
+  test.each(routes)(
+    'text typed into the weston window reaches weston-terminal (%s)',
+    async (route) => {
+      const file = join(desktop.runtimeDir, `typed-${route}.txt`);
+      await run(['weston-terminal', '--shell=/bin/sh'], route, async () => {
+        await desktop.stableScreenshot(join(shots, `typing-${route}.png`));
+        desktop.type(`echo typed-through-tswl > ${file}`);
+        await waitFor(
+          'the shell to write the file',
+          () => existsSync(file) && readFileSync(file, 'utf8').length > 0,
+        );
+      });
+      expect(readFileSync(file, 'utf8')).toBe('typed-through-tswl\n');
+    },
+  );
 });
 
 /** The box around everything that is not the kiosk's black background, as WxH+X+Y. */
