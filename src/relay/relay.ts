@@ -212,33 +212,9 @@ export class Relay {
     const out = this.host.out;
     const outMark = out.len;
     const fdMark = out.fds.length;
-    if (this.trace?.options.client) {
-      this.trace.messages(
-        'client',
-        this.client.fd,
-        true,
-        from.in,
-        start,
-        start + size,
-        this.clientIds,
-        this.msgFds,
-        0,
-      );
-    }
+    this.traceArrived(true, from, start, size);
     this.dispatch(from, this.host, start, size, obj, msg, true);
-    if (this.trace?.options.host) {
-      this.trace.messages(
-        'host',
-        this.client.fd,
-        true,
-        out.buf,
-        outMark,
-        out.len,
-        this.hostIds,
-        out.fds,
-        fdMark,
-      );
-    }
+    this.traceSent(true, out, outMark, fdMark);
     if (msg.destructor) {
       obj.dying = true;
       // The host frees server-created ids without a delete_id; events still in flight are dropped.
@@ -262,33 +238,9 @@ export class Relay {
     const out = this.client.out;
     const outMark = out.len;
     const fdMark = out.fds.length;
-    if (this.trace?.options.host) {
-      this.trace.messages(
-        'host',
-        this.client.fd,
-        false,
-        from.in,
-        start,
-        start + size,
-        this.hostIds,
-        this.msgFds,
-        0,
-      );
-    }
+    this.traceArrived(false, from, start, size);
     this.dispatch(from, this.client, start, size, obj, msg, false);
-    if (this.trace?.options.client) {
-      this.trace.messages(
-        'client',
-        this.client.fd,
-        false,
-        out.buf,
-        outMark,
-        out.len,
-        this.clientIds,
-        out.fds,
-        fdMark,
-      );
-    }
+    this.traceSent(false, out, outMark, fdMark);
     if (msg.destructor) {
       obj.dying = true;
       if (obj.serverCreated) {
@@ -324,6 +276,42 @@ export class Relay {
       this.reader.fdPos = 0;
     }
     this.forward(from, to.out, start, size, obj, msg, request);
+  }
+
+  /** Traces one message as it arrived, in the sender's id space (requests from the client, events from the host). */
+  private traceArrived(request: boolean, from: Endpoint, start: number, size: number): void {
+    const side = request ? 'client' : 'host';
+    if (!this.trace?.wants(side)) return;
+    const ids = request ? this.clientIds : this.hostIds;
+    this.trace.messages(
+      side,
+      this.client.label,
+      request,
+      from.in,
+      start,
+      start + size,
+      ids,
+      this.msgFds,
+      0,
+    );
+  }
+
+  /** Traces what handling a message wrote to the other side since the marks, in the receiver's id space. */
+  private traceSent(request: boolean, out: MessageWriter, outMark: number, fdMark: number): void {
+    const side = request ? 'host' : 'client';
+    if (!this.trace?.wants(side)) return;
+    const ids = request ? this.hostIds : this.clientIds;
+    this.trace.messages(
+      side,
+      this.client.label,
+      request,
+      out.buf,
+      outMark,
+      out.len,
+      ids,
+      out.fds,
+      fdMark,
+    );
   }
 
   private closeMessageFds(n: number): void {
