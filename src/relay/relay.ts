@@ -184,13 +184,18 @@ export class Relay {
     }
   }
 
-  private takeFds(from: Endpoint, n: number, what: string): void {
+  /** Moves the fds of one message out of the queue; the message is named only on error. */
+  private takeFds(from: Endpoint, obj: WlObject, id: number, msg: Message): void {
+    const n = msg.fdCount;
     if (n === 0) {
       this.reader.setFds(this.msgFds, 0, 0);
       return;
     }
-    if (from.inFds.length < n)
-      throw new WireError(`${what} needs ${n} file descriptor(s) that were not sent`);
+    if (from.inFds.length < n) {
+      throw new WireError(
+        `${obj.iface.name}@${id}.${msg.name} needs ${n} file descriptor(s) that were not sent`,
+      );
+    }
     from.inFds.take(n, this.msgFds);
     this.reader.setFds(this.msgFds, 0, n);
   }
@@ -208,7 +213,7 @@ export class Relay {
         `invalid method ${opcode}${msg ? ` (since ${msg.since} > version ${obj.version})` : ''}, object ${obj.iface.name}@${id}`,
       );
     }
-    this.takeFds(from, msg.fdCount, `${obj.iface.name}@${id}.${msg.name}`);
+    this.takeFds(from, obj, id, msg);
     const out = this.host.out;
     const outMark = out.len;
     const fdMark = out.fds.length;
@@ -228,7 +233,7 @@ export class Relay {
     if (!obj) throw new WireError(`event for unknown object ${id}`);
     const msg = obj.iface.events[opcode];
     if (!msg) throw new WireError(`unknown event ${opcode} for ${obj.iface.name}@${id}`);
-    this.takeFds(from, msg.fdCount, `${obj.iface.name}@${id}.${msg.name}`);
+    this.takeFds(from, obj, id, msg);
     if (obj.dying && obj.serverCreated) {
       // The client already destroyed this server-created object: it would drop the event too.
       this.closeMessageFds(msg.fdCount);

@@ -100,6 +100,8 @@ export class Connection implements Endpoint {
   flush(): void {
     if (this.closed) return;
     const out = this.out;
+    // the relay may have stopped reading the other side on seeing this congested just now
+    const wasCongested = this.aboveHighWater || this.congested;
     let sent = 0;
     try {
       while (sent < out.len || out.fds.length > 0) {
@@ -128,12 +130,8 @@ export class Connection implements Endpoint {
       this.wantWrite = pending;
       this.updatePoll();
     }
-    if (this.aboveHighWater && !this.congested) {
-      this.aboveHighWater = false;
-      this.handler.onDrain?.();
-    } else if (this.congested) {
-      this.aboveHighWater = true;
-    }
+    this.aboveHighWater = this.congested;
+    if (wasCongested && !this.aboveHighWater) this.handler.onDrain?.();
   }
 
   close(): void {
