@@ -30,6 +30,8 @@ PACKAGES=(
   systemd           # systemd-analyze, systemd-socket-activate, systemd-notify for the unit tests
   python3           # raw-socket peers in tests (more than 28 fds, notify receivers)
   wl-clipboard      # wl-copy and wl-paste: clipboard both ways across the cross-domain link
+  gcc               # the benchmark's load generators, written in C against libwayland-client
+  libc6-dev         # their C library headers
 )
 
 if [[ "${1:-}" == "--list" ]]; then

@@ -33,6 +33,8 @@ import { proxyBin, startHeadlessWeston } from './support/weston.js';
 class RecordingGpu implements VirtGpu {
   onFence: (() => void) | null = null;
   onError: ((error: Error) => void) | null = null;
+  onDrain: (() => void) | null = null;
+  readonly queuedBytes = 0;
   readonly submits: { commands: Buffer; ringIdx?: number }[] = [];
   readonly blobs = new Map<
     number,

@@ -55,6 +55,8 @@ export interface ContextHost {
   /** The compositor socket a Wayland channel connects to. */
   readonly waylandSocket: string;
   resource(id: number): Resource | undefined;
+  /** A compositor connection that was backed up has caught up. */
+  backlogDrained(): void;
 }
 
 /** A fenced command waiting on the channel ring: signal() returns its response. */
@@ -114,6 +116,11 @@ export class CrossDomainContext {
   /** Set once an INIT asked for a channel (a context gets at most one). */
   private hasChannel = false;
   private socket: CompositorSocket | null = null;
+
+  /** Bytes from the guest still waiting for the compositor to read them. */
+  get backlog(): number {
+    return this.socket?.queuedBytes ?? 0;
+  }
   private readonly items = new Map<number, Item>();
   private nextItemId = 2;
   private readPipeId = CROSS_DOMAIN_PIPE_READ_START;
@@ -241,6 +248,7 @@ export class CrossDomainContext {
         this.host.ledger,
         () => this.onSourceReadable(null),
         (e) => this.note(`writing to the compositor failed: ${e.message}`),
+        () => this.host.backlogDrained(),
       );
       this.hasChannel = true;
       if (this.host.log.verbose) this.info(`connected to the compositor (fd ${fd})`);

@@ -81,6 +81,8 @@ export interface DeviceOptions {
   readonly name: string;
   /** Most fds this guest may make the host hold. */
   readonly fdBudget?: number;
+  /** The compositor caught up with a context whose Wayland bytes had backed up (see backlog). */
+  readonly onBacklogDrained?: () => void;
 }
 
 export const MAX_CONTEXTS = 4096;
@@ -113,6 +115,17 @@ export class GpuDevice {
   }
 
   /** Counts, for tests and leak checks. */
+  /**
+   * Wayland bytes from this guest that its compositor connections have not taken yet. A
+   * transport stops taking commands while it is large, so a guest that floods the compositor is
+   * slowed down instead of growing the host's memory.
+   */
+  get backlog(): number {
+    let bytes = 0;
+    for (const ctx of this.contexts.values()) bytes += ctx.backlog;
+    return bytes;
+  }
+
   get stats(): { contexts: number; resources: number; fds: number } {
     return { contexts: this.contexts.size, resources: this.resources.size, fds: this.ledger.open };
   }
@@ -373,6 +386,7 @@ export class GpuDevice {
         ledger: this.ledger,
         waylandSocket: this.options.waylandSocket,
         resource: (id) => this.resources.get(id),
+        backlogDrained: () => this.options.onBacklogDrained?.(),
       }),
     );
     if (this.log.verbose) this.info(`context ${ctxId} created${name ? ` for ${name}` : ''}`);

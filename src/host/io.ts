@@ -85,6 +85,8 @@ export class CompositorSocket {
     private readonly ledger: FdLedger,
     private readonly onReadable: () => void,
     private readonly onWriteError: (error: Error) => void,
+    /** Everything queued has reached the compositor. */
+    private readonly onDrained: () => void = () => {},
   ) {
     this.outbox = new Outbox(ledger);
     this.poller = new native.Poller(fd, (events, errorCode) => this.onPoll(events, errorCode));
@@ -171,7 +173,10 @@ export class CompositorSocket {
         this.failWrite(e as Error);
         this.onWriteError(e as Error);
       }
-      if (this.outbox.empty) this.updatePoll();
+      if (this.outbox.empty) {
+        this.updatePoll();
+        this.onDrained();
+      }
     }
     if (this.closed) return;
     if (this.reading && events & (native.READABLE | native.DISCONNECT)) this.onReadable();

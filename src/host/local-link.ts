@@ -117,6 +117,7 @@ export class LinkGuest {
       log: options.log,
       name,
       fdBudget: options.fdBudget,
+      onBacklogDrained: () => this.resumeReading(),
     });
     this.poller = new native.Poller(fd, (events, errorCode) => this.onPoll(events, errorCode));
     this.poller.update(native.READABLE);
@@ -151,8 +152,20 @@ export class LinkGuest {
     if (events & (native.READABLE | native.DISCONNECT)) this.readPackets();
   }
 
+  /** The compositor caught up: take the guest's commands again. */
+  private resumeReading(): void {
+    if (this.closing || this.device.backlog >= BACKLOG_LIMIT) return;
+    if (this.outQueue.length === 0) this.poller.update(native.READABLE);
+    this.readPackets();
+  }
+
   private readPackets(): void {
     for (let i = 0; i < PACKETS_PER_TURN && !this.closing && this.outQueue.length === 0; i++) {
+      if (this.device.backlog >= BACKLOG_LIMIT) {
+        // back-pressure: the guest's sends wait in its socket until the compositor reads
+        this.poller.update(0);
+        return;
+      }
       let n: number;
       try {
         n = native.recvmsg(this.fd, this.inBuf, 0, this.inBuf.length, this.recvOut);
@@ -226,6 +239,9 @@ export class LinkGuest {
     this.poller.update(this.outQueue.length > 0 ? native.WRITABLE : native.READABLE);
   }
 }
+
+/** Wayland bytes a guest may have waiting for its compositor before the link stops reading it. */
+const BACKLOG_LIMIT = 1024 * 1024;
 
 /** Listens on the local-link socket and gives every connection its own device. */
 export class LocalLinkServer {

@@ -128,6 +128,9 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
       init.writeUInt32LE(CROSS_DOMAIN_CHANNEL_TYPE_WAYLAND, 16);
       gpu.execbuffer(init);
       gpu.onFence = () => this.onChannelMessage();
+      gpu.onDrain = () => {
+        if (!this.closed) this.handler.onDrain?.();
+      };
       gpu.onError = (e) => this.fail(e);
       this.poll();
     } catch (e) {
@@ -136,9 +139,9 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
     }
   }
 
+  /** The device has not taken what was sent yet (tswl-host is waiting for its compositor). */
   get congested(): boolean {
-    // every flush hands all of the output to the device
-    return false;
+    return this.gpu.queuedBytes >= DEVICE_HIGH_WATER;
   }
 
   consume(n: number): void {
@@ -666,6 +669,9 @@ export const CROSS_DOMAIN_HIDDEN_GLOBALS: ReadonlySet<string> = new Set([
   'ext_image_copy_capture_manager_v1',
   'xdg_toplevel_icon_manager_v1',
 ]);
+
+/** Queued command bytes past which the relay stops reading the client. */
+const DEVICE_HIGH_WATER = 256 * 1024;
 
 /** Connects a relay's host side through a cross-domain context of the device at `devicePath`. */
 export function connectCrossDomain(devicePath: string, handler: EndpointHandler): Endpoint {

@@ -61,6 +61,8 @@ export class Relay {
   private readonly hookContext: HookContext;
   private readonly trace: Tracer | null;
   private hostSentError = false;
+  /** Inside pump(): a hook's synchronous device call must not start another one. */
+  private pumping = false;
   private closed = false;
   private readonly disposers: (() => void)[] = [];
 
@@ -127,7 +129,7 @@ export class Relay {
   /** The peer that was too slow caught up: read from the other side again, starting with what is buffered. */
   private resume(from: Endpoint): void {
     from.setReading(true);
-    if (from.inEnd > from.inStart) this.pump(from);
+    if (from.inEnd > from.inStart && !this.pumping) this.pump(from);
   }
 
   private warn(message: string): void {
@@ -138,6 +140,7 @@ export class Relay {
   private pump(from: Endpoint): void {
     const toClient = from === this.host;
     const to = toClient ? this.client : this.host;
+    this.pumping = true;
     try {
       if (from.fdsTruncated) {
         throw new WireError(`too many file descriptors in one message (more than 28)`);
@@ -163,6 +166,8 @@ export class Relay {
     } catch (e) {
       this.onPumpError(e, toClient);
       return;
+    } finally {
+      this.pumping = false;
     }
     to.flush();
     if (this.client.out.len > 0) this.client.flush();

@@ -133,6 +133,8 @@ export class LocalVirtGpu implements VirtGpu {
   private readonly execView = new DataView(this.execScratch.buffer, this.execScratch.byteOffset);
   private readonly recvOut = new Int32Array(native.RECV_OUT_LENGTH);
   private readonly sendQueue: { buf: Buffer; fds: number[] }[] = [];
+  queuedBytes = 0;
+  onDrain: (() => void) | null = null;
   /** Tags whose replies a synchronous call waits for, and the replies that came. */
   private readonly awaited = new Set<number>();
   private readonly replies = new Map<number, Reply>();
@@ -451,6 +453,7 @@ export class LocalVirtGpu implements VirtGpu {
     this.replies.clear();
     for (const q of this.sendQueue) for (const fd of q.fds) closeQuietly(fd);
     this.sendQueue.length = 0;
+    this.queuedBytes = 0;
   }
 
   // --- internals ---------------------------------------------------------------------------------
@@ -538,6 +541,7 @@ export class LocalVirtGpu implements VirtGpu {
     // the packet and its fds must outlive the queue: keep our own copies
     const owned = fds.map(reopen);
     this.sendQueue.push({ buf: Buffer.from(buf), fds: owned });
+    this.queuedBytes += buf.length;
     this.poller.update(native.READABLE | native.WRITABLE);
     return tag;
   }
@@ -552,13 +556,17 @@ export class LocalVirtGpu implements VirtGpu {
   }
 
   private flushQueue(): void {
+    const hadQueue = this.sendQueue.length > 0;
     while (this.sendQueue.length > 0) {
       const q = this.sendQueue[0];
       if (!this.trySend(q.buf, q.fds)) return;
       for (const fd of q.fds) closeQuietly(fd);
       this.sendQueue.shift();
+      this.queuedBytes -= q.buf.length;
     }
     if (!this.closed) this.poller.update(native.READABLE);
+    // from the event loop, never from inside a call that is waiting on the device
+    if (hadQueue) queueMicrotask(() => this.onDrain?.());
   }
 
   private waitReply(tag: number): Reply {

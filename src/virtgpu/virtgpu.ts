@@ -81,6 +81,13 @@ export interface VirtGpu {
   onFence: (() => void) | null;
   /** The device failed for good (the link dropped); no more fences will come. */
   onError: ((error: Error) => void) | null;
+  /**
+   * Command bytes submitted but not yet taken by the device. A kernel device blocks the
+   * submitting ioctl instead and reports 0; the local link queues while tswl-host is busy.
+   */
+  readonly queuedBytes: number;
+  /** Called when queued commands have all gone to the device. */
+  onDrain: (() => void) | null;
   /** Closes the file: the context and every resource of it go away. */
   close(): void;
 }
