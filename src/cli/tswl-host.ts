@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { errorMessage } from '../host/errors.js';
 import { closeQuietly } from '../host/fds.js';
 import { LocalLinkServer } from '../host/local-link.js';
+import { VhostUserServer } from '../host/vhost-user.js';
 import { Log } from '../log/log.js';
 import * as native from '../native/index.js';
 import { UsageError, displayPath } from './paths.js';
@@ -10,6 +11,7 @@ import { UsageError, displayPath } from './paths.js';
 interface Options {
   waylandSock?: string;
   listenLocal?: string;
+  vhostUser?: string;
   verbose?: boolean;
 }
 
@@ -30,12 +32,19 @@ export function buildProgram(): Command {
       '--listen-local <path>',
       'serve guests over the local link: a SOCK_SEQPACKET socket at PATH, one connection per guest',
     )
+    .option(
+      '--vhost-user <path>',
+      'serve VMs as a vhost-user virtio-gpu back-end on the Unix socket PATH (QEMU >= 11.1 vhost-user-test-device-pci, crosvm --vhost-user type=gpu); one connection per VM',
+    )
     .option('-v, --verbose', 'log guests, contexts and resources as they come and go')
     .addHelpText(
       'after',
       `
 Example, with no VM (guests then connect to the local link):
-  tswl-host --wayland-sock $XDG_RUNTIME_DIR/wayland-0 --listen-local $XDG_RUNTIME_DIR/tswl-gpu`,
+  tswl-host --wayland-sock $XDG_RUNTIME_DIR/wayland-0 --listen-local $XDG_RUNTIME_DIR/tswl-gpu
+Example, for a VM (QEMU: -chardev socket,id=gpu,path=/tmp/gpu.sock
+  -device vhost-user-test-device-pci,chardev=gpu,virtio-id=16,num_vqs=2,config_size=16):
+  tswl-host --wayland-sock wayland-0 --vhost-user /tmp/gpu.sock`,
     )
     .version(packageJson.version)
     .showHelpAfterError();
@@ -50,8 +59,8 @@ export async function main(argv: string[]): Promise<number> {
     throw new UsageError(`unexpected argument "${program.args[0]}"`);
   }
   if (!opts.waylandSock) throw new UsageError('--wayland-sock is required');
-  if (!opts.listenLocal) {
-    throw new UsageError('--listen-local is required (the only transport so far)');
+  if (!opts.listenLocal && !opts.vhostUser) {
+    throw new UsageError('--listen-local or --vhost-user is required');
   }
   const log = new Log({
     ringPath: null,
@@ -61,31 +70,60 @@ export async function main(argv: string[]): Promise<number> {
   });
   const deviceLog = { verbose: opts.verbose ?? false, info: log.info, warn: log.warn };
   const waylandSock = displayPath(opts.waylandSock, env, '--wayland-sock');
-  const listenPath = displayPath(opts.listenLocal, env, '--listen-local');
-  if (listenPath === waylandSock) {
-    throw new UsageError(`--listen-local and --wayland-sock are the same path ${listenPath}`);
+  const listenPath = opts.listenLocal ? displayPath(opts.listenLocal, env, '--listen-local') : null;
+  const vhostPath = opts.vhostUser ? displayPath(opts.vhostUser, env, '--vhost-user') : null;
+  for (const [p, flag] of [
+    [listenPath, '--listen-local'],
+    [vhostPath, '--vhost-user'],
+  ] as const) {
+    if (p === waylandSock)
+      throw new UsageError(`${flag} and --wayland-sock are the same path ${p}`);
+  }
+  if (listenPath && listenPath === vhostPath) {
+    throw new UsageError(`--listen-local and --vhost-user are the same path ${listenPath}`);
   }
   checkCompositor(waylandSock);
-  removeStaleSocket(listenPath);
+  if (listenPath) removeStaleSocket(listenPath);
 
-  const server = new LocalLinkServer(listenPath, { waylandSocket: waylandSock, log: deviceLog });
+  const server = listenPath
+    ? new LocalLinkServer(listenPath, { waylandSocket: waylandSock, log: deviceLog })
+    : null;
   try {
-    server.listen();
+    server?.listen();
   } catch (e) {
     throw new UsageError(`cannot listen on ${listenPath}: ${systemError(e)}`);
   }
-  log.info(`serving guests on ${listenPath}, channels to ${waylandSock}`);
+  if (listenPath) log.info(`serving guests on ${listenPath}, channels to ${waylandSock}`);
+  const vhost = vhostPath
+    ? new VhostUserServer(vhostPath, { waylandSocket: waylandSock, log: deviceLog })
+    : null;
+  try {
+    vhost?.listen();
+  } catch (e) {
+    server?.close();
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UsageError(
+      code === 'EADDRINUSE'
+        ? `${vhostPath} is already in use by another tswl-host`
+        : `cannot listen on ${vhostPath}: ${systemError(e)}`,
+    );
+  }
+  if (vhostPath) log.info(`serving VMs (vhost-user) on ${vhostPath}, channels to ${waylandSock}`);
 
   return new Promise<number>((resolveExit) => {
     let stopped = false;
     const stop = (code: number): void => {
       if (stopped) return;
       stopped = true;
-      server.close();
-      try {
-        unlinkSync(listenPath);
-      } catch {
-        // already gone
+      server?.close();
+      vhost?.close();
+      for (const p of [listenPath, vhostPath, vhostPath && `${vhostPath}.lock`]) {
+        if (!p) continue;
+        try {
+          unlinkSync(p);
+        } catch {
+          // already gone
+        }
       }
       resolveExit(code);
     };

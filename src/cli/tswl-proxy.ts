@@ -19,6 +19,7 @@ import {
   crossDomainShadowShm,
   openVirtGpu,
 } from '../links/cross-domain.js';
+import { discoverVirtGpu } from '../virtgpu/drm.js';
 import { Connection } from '../wire/connection.js';
 import { closeQuietly } from '../wire/fd-queue.js';
 import { listenFdsFromEnv } from './activation.js';
@@ -300,12 +301,13 @@ function socketHost(opts: Options, env: NodeJS.ProcessEnv, listenPath: string): 
 
 /** A VM guest: each client gets its own cross-domain context; shm is shadowed in host blobs. */
 function virtioGpuHost(opts: Options): HostRoute {
-  const device = opts.virtioGpuDevice;
+  let device = opts.virtioGpuDevice;
   if (!device) {
-    throw new UsageError(
-      '--virtio-gpu: no virtio-gpu device found (discovery of /dev/dri nodes is not supported yet); ' +
-        'name one with --virtio-gpu-device PATH (a DRM node or the local link socket of tswl-host)',
-    );
+    try {
+      device = discoverVirtGpu();
+    } catch (e) {
+      throw new UsageError(`--virtio-gpu: ${(e as Error).message}`);
+    }
   }
   try {
     openVirtGpu(device).close();

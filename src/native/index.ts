@@ -80,6 +80,15 @@ interface NativeAddon {
   waitReadable(fd: number, timeoutMs: number): boolean;
   listenSeqpacket(path: string): number;
   connectSeqpacket(path: string): number;
+  eventfd(initval: number): number;
+  eventfdSignal(fd: number): boolean;
+  eventfdDrain(fd: number): number;
+  drmIoctl(
+    fd: number,
+    request: number,
+    arg: Uint8Array,
+    pointers?: readonly (readonly [number, Uint8Array])[],
+  ): number;
   Poller: PollerConstructor;
   READABLE: number;
   WRITABLE: number;
@@ -242,6 +251,28 @@ export const listenSeqpacket: (path: string) => number = addon.listenSeqpacket;
 
 /** Connects a SOCK_SEQPACKET socket; sendmsg/recvmsg then move one packet per call. */
 export const connectSeqpacket: (path: string) => number = addon.connectSeqpacket;
+
+/** eventfd(initval, EFD_CLOEXEC | EFD_NONBLOCK): a vhost-user kick or call notifier. */
+export const eventfd: (initval: number) => number = addon.eventfd;
+
+/** Adds 1 to an eventfd's counter; false when it is full (the signal is then already pending). */
+export const eventfdSignal: (fd: number) => boolean = addon.eventfdSignal;
+
+/** Reads and resets an eventfd's counter: its value, 0 when nothing was signalled. */
+export const eventfdDrain: (fd: number) => number = addon.eventfdDrain;
+
+/**
+ * ioctl(fd, request, arg) for DRM: `arg` is the struct (its length must be the size encoded in
+ * `request`); each [offset, buffer] of `pointers` has the buffer's address written as a u64 at
+ * that offset of `arg` first. Returns the ioctl's result; failures throw (code 'EINVAL'…,
+ * syscall 'ioctl'). EINTR and EAGAIN are retried.
+ */
+export const drmIoctl: (
+  fd: number,
+  request: number,
+  arg: Uint8Array,
+  pointers?: readonly (readonly [number, Uint8Array])[],
+) => number = addon.drmIoctl;
 
 /** Open fds of this process (entries of /proc/self/fd), for leak checks. */
 export function openFdCount(): number {

@@ -1,0 +1,519 @@
+// tswl-host's vhost-user back-end against a test front-end written here: it speaks the real
+// protocol over a real Unix socket to the real back-end (in this process, so that its state can
+// be inspected), with a memfd as guest RAM and split virtqueues laid out in it as a guest driver
+// would, and a socketpair as the back-end channel on which SHMEM_MAP / SHMEM_UNMAP arrive.
+// The message sequence is the one QEMU 11.1 sends (see vm-harness reference, §8.2).
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { fourcc } from '../src/host/gralloc.js';
+import {
+  VHOST_USER_FEATURES,
+  VhostUserServer,
+  type VhostUserConnection,
+} from '../src/host/vhost-user.js';
+import {
+  BackendReq,
+  Flag,
+  OFFERED_PROTOCOL_FEATURES,
+  Req,
+} from '../src/host/vhost-user-protocol.js';
+import * as native from '../src/native/index.js';
+import {
+  BlobMem,
+  CrossDomainCmd,
+  VirtioGpuCmd,
+  VirtioGpuFlag,
+  VirtioGpuResp,
+} from '../src/virtgpu/protocol.js';
+
+const RAM_SIZE = 4 << 20;
+const GPA = 0x100000n; // guest-physical address of the RAM region
+const UADDR = 0x7f1200000000n; // where the "VMM" claims to have it mapped
+const QSIZE = 64;
+const QUEUE_AT = [0x1000, 0x4000]; // desc table; avail at +0x400; used at +0x800
+const CMD_AT = 0x10000;
+const RESP_AT = 0x20000;
+const QUERY_RING_AT = 0x30000;
+const CHANNEL_RING_AT = 0x31000;
+const NO_FENCE = undefined;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until<T>(what: string, f: () => T | null | undefined, ms = 3000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = f();
+    if (v !== null && v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(2);
+  }
+}
+
+/** Reads one whole message (header + payload, with fds) from a nonblocking socket. */
+async function readMessage(
+  fd: number,
+): Promise<{ req: number; flags: number; body: Buffer; fds: number[] }> {
+  const hdr = Buffer.alloc(12);
+  const out = new Int32Array(native.RECV_OUT_LENGTH);
+  const fds: number[] = [];
+  const readInto = async (buf: Buffer): Promise<void> => {
+    let have = 0;
+    await until('a vhost-user message', () => {
+      const n = native.recvmsg(fd, buf, have, buf.length, out);
+      for (let k = 0; k < out[0]; k++) fds.push(out[2 + k]);
+      if (n === 0) throw new Error('the peer closed the socket');
+      if (n > 0) have += n;
+      return have === buf.length;
+    });
+  };
+  await readInto(hdr);
+  const body = Buffer.alloc(hdr.readUInt32LE(8));
+  if (body.length > 0) await readInto(body);
+  return { req: hdr.readUInt32LE(0), flags: hdr.readUInt32LE(4), body, fds };
+}
+
+function message(req: number, body: Buffer, flags: number = Flag.VERSION): Buffer {
+  const b = Buffer.alloc(12 + body.length);
+  b.writeUInt32LE(req, 0);
+  b.writeUInt32LE(flags, 4);
+  b.writeUInt32LE(body.length, 8);
+  body.copy(b, 12);
+  return b;
+}
+
+const u64 = (v: bigint | number): Buffer => {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(BigInt(v));
+  return b;
+};
+const state = (index: number, num: number): Buffer => {
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(index, 0);
+  b.writeUInt32LE(num, 4);
+  return b;
+};
+
+/** A VMM and a guest driver in one: drives the back-end as QEMU and Linux's virtio-gpu would. */
+class TestFrontend {
+  readonly sock: number;
+  readonly ramFd: number;
+  readonly ram: Buffer;
+  /** Our end of the back-end channel. */
+  backendEnd = -1;
+  readonly kick: number[] = [];
+  readonly call: number[] = [];
+  private availIdx = [0, 0];
+  private usedSeen = [0, 0];
+
+  constructor(path: string) {
+    this.sock = native.connectUnix(path);
+    this.ramFd = native.memfdCreate('guest-ram', RAM_SIZE);
+    this.ram = native.mmap(this.ramFd, 0, RAM_SIZE, true);
+  }
+
+  send(req: number, body: Buffer, fds: number[] = [], flags: number = Flag.VERSION): void {
+    const m = message(req, body, flags);
+    expect(native.sendmsg(this.sock, m, 0, m.length, fds, fds.length)).toBe(m.length);
+  }
+
+  async request(req: number, body: Buffer = Buffer.alloc(0)): Promise<Buffer> {
+    this.send(req, body);
+    const r = await readMessage(this.sock);
+    expect(r.req).toBe(req);
+    expect(r.flags).toBe(Flag.VERSION | Flag.REPLY);
+    return r.body;
+  }
+
+  /** A message with NEED_REPLY: resolves with the ack's value (0 = success). */
+  async acked(req: number, body: Buffer, fds: number[] = []): Promise<bigint> {
+    this.send(req, body, fds, Flag.VERSION | Flag.NEED_REPLY);
+    const r = await readMessage(this.sock);
+    expect(r.req).toBe(req);
+    return r.body.readBigUInt64LE(0);
+  }
+
+  /** The handshake QEMU 11.1.3 performs with vhost-user-test-device-pci. */
+  async handshake(): Promise<void> {
+    expect((await this.request(Req.GET_FEATURES)).readBigUInt64LE(0)).toBe(0x140000019n);
+    const proto = (await this.request(Req.GET_PROTOCOL_FEATURES)).readBigUInt64LE(0);
+    expect(proto).toBe(0x418629n);
+    this.send(Req.SET_PROTOCOL_FEATURES, u64(proto));
+    expect((await this.request(Req.GET_QUEUE_NUM)).readBigUInt64LE(0)).toBe(2n);
+    expect((await this.request(Req.GET_MAX_MEM_SLOTS)).readBigUInt64LE(0)).toBeGreaterThan(1n);
+    const [mine, theirs] = native.socketpair();
+    this.backendEnd = mine;
+    expect(await this.acked(Req.SET_BACKEND_REQ_FD, Buffer.alloc(0), [theirs])).toBe(0n);
+    native.close(theirs);
+    this.send(Req.SET_OWNER, Buffer.alloc(0));
+    expect((await this.request(Req.GET_FEATURES)).readBigUInt64LE(0)).toBe(VHOST_USER_FEATURES);
+    for (let q = 0; q < 2; q++) {
+      this.call[q] = native.eventfd(0);
+      this.kick[q] = native.eventfd(0);
+      expect(await this.acked(Req.SET_VRING_CALL, u64(q), [this.call[q]])).toBe(0n);
+      expect(await this.acked(Req.SET_VRING_ERR, u64(q | 0x100))).toBe(0n);
+    }
+    const shmem = await this.request(Req.GET_SHMEM_CONFIG);
+    expect(shmem.length).toBe(2056);
+    expect(shmem.readUInt32LE(0)).toBe(2);
+    expect(shmem.readBigUInt64LE(8)).toBe(0n);
+    expect(shmem.readBigUInt64LE(16)).toBe(256n << 20n);
+    const cfgReq = Buffer.alloc(12 + 16);
+    cfgReq.writeUInt32LE(0, 0);
+    cfgReq.writeUInt32LE(16, 4);
+    const cfg = await this.request(Req.GET_CONFIG, cfgReq);
+    expect(cfg.length).toBe(28);
+    // events_read, events_clear, num_scanouts 1, num_capsets 1
+    expect([0, 1, 2, 3].map((i) => cfg.readUInt32LE(12 + 4 * i))).toEqual([0, 0, 1, 1]);
+    this.send(Req.SET_FEATURES, u64(0x140000019n));
+    this.send(Req.SET_STATUS, u64(8), [], Flag.VERSION | Flag.NEED_REPLY);
+    expect((await readMessage(this.sock)).body.readBigUInt64LE(0)).toBe(0n);
+    expect((await this.request(Req.GET_STATUS)).readBigUInt64LE(0)).toBe(8n);
+    const reg = Buffer.alloc(40);
+    reg.writeBigUInt64LE(GPA, 8);
+    reg.writeBigUInt64LE(BigInt(RAM_SIZE), 16);
+    reg.writeBigUInt64LE(UADDR, 24);
+    reg.writeBigUInt64LE(0n, 32);
+    expect(await this.acked(Req.ADD_MEM_REG, reg, [this.ramFd])).toBe(0n);
+    for (let q = 0; q < 2; q++) {
+      this.send(Req.SET_VRING_NUM, state(q, QSIZE));
+      this.send(Req.SET_VRING_BASE, state(q, 0));
+      const addr = Buffer.alloc(40);
+      addr.writeUInt32LE(q, 0);
+      addr.writeBigUInt64LE(UADDR + BigInt(QUEUE_AT[q]), 8);
+      addr.writeBigUInt64LE(UADDR + BigInt(QUEUE_AT[q] + 0x800), 16);
+      addr.writeBigUInt64LE(UADDR + BigInt(QUEUE_AT[q] + 0x400), 24);
+      this.send(Req.SET_VRING_ADDR, addr);
+      this.send(Req.SET_VRING_KICK, u64(q), [this.kick[q]]);
+    }
+    for (let q = 0; q < 2; q++)
+      expect(await this.acked(Req.SET_VRING_ENABLE, state(q, 1))).toBe(0n);
+  }
+
+  /** Puts a raw descriptor chain on queue `q`'s available ring and kicks. */
+  post(q: number, descs: { addr: bigint; len: number; write: boolean }[], head = 0): void {
+    const base = QUEUE_AT[q];
+    descs.forEach((d, i) => {
+      const at = base + 16 * ((head + i) % QSIZE);
+      this.ram.writeBigUInt64LE(d.addr, at);
+      this.ram.writeUInt32LE(d.len, at + 8);
+      this.ram.writeUInt16LE((i + 1 < descs.length ? 1 : 0) | (d.write ? 2 : 0), at + 12);
+      this.ram.writeUInt16LE((head + i + 1) % QSIZE, at + 14);
+    });
+    const avail = base + 0x400;
+    this.ram.writeUInt16LE(head, avail + 4 + 2 * (this.availIdx[q] % QSIZE));
+    this.availIdx[q] = (this.availIdx[q] + 1) & 0xffff;
+    this.ram.writeUInt16LE(this.availIdx[q], avail + 2);
+    native.eventfdSignal(this.kick[q]);
+  }
+
+  /** Waits for the next used element of queue `q`: {id, len}. */
+  async used(q: number): Promise<{ id: number; len: number }> {
+    const usedAt = QUEUE_AT[q] + 0x800;
+    await until('a used buffer', () => this.ram.readUInt16LE(usedAt + 2) !== this.usedSeen[q]);
+    expect(native.eventfdDrain(this.call[q])).toBeGreaterThan(0);
+    const e = usedAt + 4 + 8 * (this.usedSeen[q] % QSIZE);
+    this.usedSeen[q] = (this.usedSeen[q] + 1) & 0xffff;
+    return { id: this.ram.readUInt32LE(e), len: this.ram.readUInt32LE(e + 4) };
+  }
+
+  /** One control command in two descriptors (command, response); resolves with the response. */
+  async command(cmd: Buffer, respSize = 64): Promise<Buffer> {
+    cmd.copy(this.ram, CMD_AT);
+    this.ram.fill(0xee, RESP_AT, RESP_AT + respSize);
+    this.post(0, [
+      { addr: GPA + BigInt(CMD_AT), len: cmd.length, write: false },
+      { addr: GPA + BigInt(RESP_AT), len: respSize, write: true },
+    ]);
+    const u = await this.used(0);
+    expect(u.id).toBe(0);
+    return Buffer.from(this.ram.subarray(RESP_AT, RESP_AT + u.len));
+  }
+
+  close(): void {
+    for (const fd of [this.sock, this.ramFd, this.backendEnd, ...this.kick, ...this.call]) {
+      if (fd >= 0) native.close(fd);
+    }
+    native.munmap(this.ram);
+  }
+}
+
+function hdr(type: number, size: number, ctxId = 0, fenceId?: bigint): Buffer {
+  const b = Buffer.alloc(size);
+  b.writeUInt32LE(type, 0);
+  if (fenceId !== undefined) {
+    b.writeUInt32LE(VirtioGpuFlag.FENCE | VirtioGpuFlag.INFO_RING_IDX, 4);
+    b.writeBigUInt64LE(fenceId, 8);
+  }
+  b.writeUInt32LE(ctxId, 16);
+  return b;
+}
+
+function submit(ctxId: number, cmds: Buffer, fenceId?: bigint): Buffer {
+  const b = Buffer.concat([hdr(VirtioGpuCmd.SUBMIT_3D, 32, ctxId, fenceId), cmds]);
+  b.writeUInt32LE(cmds.length, 24);
+  return b;
+}
+
+function resourceCmd(type: number, resId: number, ctxId = 0): Buffer {
+  const b = hdr(type, 32, ctxId);
+  b.writeUInt32LE(resId, 24);
+  return b;
+}
+
+const type = (r: Buffer): number => r.readUInt32LE(0);
+
+describe('vhost-user back-end', () => {
+  let dir = '';
+  let server: VhostUserServer | null = null;
+  let frontends: TestFrontend[] = [];
+  const warnings: string[] = [];
+  const gone: string[] = [];
+
+  function startServer(): string {
+    dir = mkdtempSync(join(tmpdir(), 'tswl-vhost-'));
+    const path = join(dir, 'gpu.sock');
+    server = new VhostUserServer(path, {
+      waylandSocket: join(dir, 'no-compositor'),
+      log: { verbose: false, info: () => {}, warn: (m: string) => warnings.push(m) },
+      onGuestGone: (name) => gone.push(name),
+    });
+    server.listen();
+    return path;
+  }
+
+  afterEach(() => {
+    for (const f of frontends) f.close();
+    frontends = [];
+    server?.close();
+    server = null;
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    warnings.length = 0;
+    gone.length = 0;
+  });
+
+  async function connect(path: string): Promise<{ f: TestFrontend; c: VhostUserConnection }> {
+    const f = new TestFrontend(path);
+    frontends.push(f);
+    const before = server!.connectionCount;
+    await until('the connection', () => server!.connectionCount > before);
+    const c = server!.current[server!.current.length - 1];
+    await f.handshake();
+    return { f, c };
+  }
+
+  it('negotiates as QEMU 11.1 expects and serves the control queue', async () => {
+    const { f } = await connect(startServer());
+    expect(OFFERED_PROTOCOL_FEATURES & (1n << 21n)).toBe(0n);
+
+    const info = hdr(VirtioGpuCmd.GET_CAPSET_INFO, 32);
+    const r = await f.command(info, 40);
+    expect(type(r)).toBe(VirtioGpuResp.OK_CAPSET_INFO);
+    expect(r.readUInt32LE(24)).toBe(5);
+    expect(r.readUInt32LE(32)).toBe(16);
+
+    const caps = hdr(VirtioGpuCmd.GET_CAPSET, 32);
+    caps.writeUInt32LE(5, 24);
+    const c = await f.command(caps, 40);
+    expect(type(c)).toBe(VirtioGpuResp.OK_CAPSET);
+    expect(c.length).toBe(40);
+    expect(c.readUInt32LE(24)).toBe(1); // version 1
+
+    const display = await f.command(hdr(0x0100, 24), 408);
+    expect(type(display)).toBe(0x1101);
+    expect(display.length).toBe(408);
+
+    // The cursor queue returns its buffers.
+    f.post(1, [{ addr: GPA + 0x50000n, len: 56, write: false }]);
+    expect(await f.used(1)).toEqual({ id: 0, len: 0 });
+    expect(warnings).toEqual([]);
+  });
+
+  it('writes GUEST rings in guest RAM and maps host blobs with SHMEM_MAP', async () => {
+    const { f, c } = await connect(startServer());
+    const create = hdr(VirtioGpuCmd.CTX_CREATE, 96, 1);
+    create.writeUInt32LE(4, 24);
+    create.writeUInt32LE(5, 28);
+    create.write('test', 32);
+    expect(type(await f.command(create))).toBe(VirtioGpuResp.OK_NODATA);
+    for (const [id, at] of [
+      [1, QUERY_RING_AT],
+      [2, CHANNEL_RING_AT],
+    ]) {
+      const b = hdr(VirtioGpuCmd.RESOURCE_CREATE_BLOB, 56 + 16);
+      b.writeUInt32LE(id, 24);
+      b.writeUInt32LE(BlobMem.GUEST, 28);
+      b.writeUInt32LE(1, 32);
+      b.writeUInt32LE(1, 36);
+      b.writeBigUInt64LE(4096n, 48);
+      b.writeBigUInt64LE(GPA + BigInt(at), 56);
+      b.writeUInt32LE(4096, 64);
+      expect(type(await f.command(b))).toBe(VirtioGpuResp.OK_NODATA);
+      expect(type(await f.command(resourceCmd(VirtioGpuCmd.CTX_ATTACH_RESOURCE, id, 1)))).toBe(
+        VirtioGpuResp.OK_NODATA,
+      );
+    }
+    // A query-only context (channel type 0), then image requirements into the query ring.
+    const init = Buffer.alloc(20);
+    init[0] = CrossDomainCmd.INIT;
+    init.writeUInt16LE(20, 2);
+    init.writeUInt32LE(1, 8);
+    init.writeUInt32LE(2, 12);
+    init.writeUInt32LE(0, 16);
+    expect(type(await f.command(submit(1, init)))).toBe(VirtioGpuResp.OK_NODATA);
+    const reqs = Buffer.alloc(24);
+    reqs[0] = CrossDomainCmd.GET_IMAGE_REQUIREMENTS;
+    reqs.writeUInt16LE(24, 2);
+    reqs.writeUInt32LE(64, 8);
+    reqs.writeUInt32LE(32, 12);
+    reqs.writeUInt32LE(fourcc('XR24'), 16);
+    reqs.writeUInt32LE(0x11, 20);
+    f.ram.fill(0, QUERY_RING_AT, QUERY_RING_AT + 4096);
+    expect(type(await f.command(submit(1, reqs, 7n)))).toBe(VirtioGpuResp.OK_NODATA);
+    // The device wrote the answer into guest RAM, at the query ring's guest-physical address.
+    expect(f.ram.readUInt32LE(QUERY_RING_AT)).toBe(256); // stride of 64 XR24 pixels
+    const size = Number(f.ram.readBigUInt64LE(QUERY_RING_AT + 40));
+    const blobId = f.ram.readUInt32LE(QUERY_RING_AT + 48);
+    expect(size).toBeGreaterThanOrEqual(256 * 32);
+
+    const host = hdr(VirtioGpuCmd.RESOURCE_CREATE_BLOB, 56, 1);
+    host.writeUInt32LE(3, 24);
+    host.writeUInt32LE(BlobMem.HOST3D, 28);
+    host.writeUInt32LE(3, 32);
+    host.writeBigUInt64LE(BigInt(blobId), 40);
+    host.writeBigUInt64LE(BigInt(Math.ceil(size / 4096) * 4096), 48);
+    expect(type(await f.command(host))).toBe(VirtioGpuResp.OK_NODATA);
+
+    // RESOURCE_MAP_BLOB: the back-end asks us (the VMM) to map the blob's fd, and answers the
+    // guest only once we acknowledged.
+    const map = hdr(VirtioGpuCmd.RESOURCE_MAP_BLOB, 40);
+    map.writeUInt32LE(3, 24);
+    map.writeBigUInt64LE(0x200000n, 32);
+    map.copy(f.ram, CMD_AT);
+    f.post(0, [
+      { addr: GPA + BigInt(CMD_AT), len: 40, write: false },
+      { addr: GPA + BigInt(RESP_AT), len: 32, write: true },
+    ]);
+    const req = await readMessage(f.backendEnd);
+    expect(req.req).toBe(BackendReq.SHMEM_MAP);
+    expect(req.flags).toBe(Flag.VERSION | Flag.NEED_REPLY);
+    expect(req.body.length).toBe(40);
+    expect(req.body[0]).toBe(1); // shmid: the host-visible region
+    expect(req.body.readBigUInt64LE(8)).toBe(0n); // fd_offset
+    expect(req.body.readBigUInt64LE(16)).toBe(0x200000n); // shm_offset
+    expect(Number(req.body.readBigUInt64LE(24))).toBeGreaterThanOrEqual(size);
+    expect(req.body.readBigUInt64LE(32)).toBe(1n); // read/write
+    expect(req.fds.length).toBe(1);
+    const kind = native.fdKind(req.fds[0]);
+    expect(kind.kind).toBe('memory');
+    native.close(req.fds[0]);
+    await sleep(20);
+    expect(f.ram.readUInt16LE(QUEUE_AT[0] + 0x800 + 2)).toBe(8); // not answered yet
+    const ack = message(BackendReq.SHMEM_MAP, u64(0), Flag.VERSION | Flag.REPLY);
+    native.sendmsg(f.backendEnd, ack, 0, ack.length, [], 0);
+    await f.used(0);
+    expect(f.ram.readUInt32LE(RESP_AT)).toBe(VirtioGpuResp.OK_MAP_INFO);
+
+    // UNMAP_BLOB → SHMEM_UNMAP of the same range.
+    resourceCmd(VirtioGpuCmd.RESOURCE_UNMAP_BLOB, 3).copy(f.ram, CMD_AT);
+    f.post(0, [
+      { addr: GPA + BigInt(CMD_AT), len: 32, write: false },
+      { addr: GPA + BigInt(RESP_AT), len: 24, write: true },
+    ]);
+    const un = await readMessage(f.backendEnd);
+    expect(un.req).toBe(BackendReq.SHMEM_UNMAP);
+    expect(un.body.readBigUInt64LE(16)).toBe(0x200000n);
+    expect(un.fds).toEqual([]);
+    const ack2 = message(BackendReq.SHMEM_UNMAP, u64(0), Flag.VERSION | Flag.REPLY);
+    native.sendmsg(f.backendEnd, ack2, 0, ack2.length, [], 0);
+    await f.used(0);
+    expect(f.ram.readUInt32LE(RESP_AT)).toBe(VirtioGpuResp.OK_NODATA);
+    expect(c.device.stats.resources).toBe(3);
+    expect(warnings).toEqual([]);
+  });
+
+  it('survives a hostile guest: bad descriptors, loops, addresses outside RAM', async () => {
+    const { f, c } = await connect(startServer());
+    // A readable descriptor outside guest RAM: returned unanswered, the queue goes on.
+    f.post(0, [{ addr: GPA + BigInt(RAM_SIZE) - 8n, len: 64, write: false }]);
+    expect(await f.used(0)).toEqual({ id: 0, len: 0 });
+    // A writable buffer before the readable one.
+    f.post(0, [
+      { addr: GPA + BigInt(RESP_AT), len: 64, write: true },
+      { addr: GPA + BigInt(CMD_AT), len: 24, write: false },
+    ]);
+    expect((await f.used(0)).len).toBe(0);
+    // A loop: descriptor 0 → 1 → 0 …
+    f.post(0, [
+      { addr: GPA + BigInt(CMD_AT), len: 24, write: false },
+      { addr: GPA + BigInt(CMD_AT), len: 24, write: false },
+    ]);
+    f.ram.writeUInt16LE(0, QUEUE_AT[0] + 16 + 14);
+    f.ram.writeUInt16LE(1, QUEUE_AT[0] + 16 + 12);
+    expect((await f.used(0)).len).toBe(0);
+    // A zero-length command and a too-short one get an error response, not a hang.
+    const r = await f.command(Buffer.alloc(0), 24);
+    expect(type(r)).toBe(VirtioGpuResp.ERR_UNSPEC);
+    // Still serving.
+    expect(type(await f.command(hdr(VirtioGpuCmd.GET_CAPSET_INFO, 32), 40))).toBe(
+      VirtioGpuResp.OK_CAPSET_INFO,
+    );
+    // A head index outside the table breaks only this queue.
+    const avail = QUEUE_AT[0] + 0x400;
+    const idx = f.ram.readUInt16LE(avail + 2);
+    f.ram.writeUInt16LE(QSIZE + 5, avail + 4 + 2 * (idx % QSIZE));
+    f.ram.writeUInt16LE((idx + 1) & 0xffff, avail + 2);
+    native.eventfdSignal(f.kick[0]);
+    await until('the warning', () => warnings.some((w) => w.includes('stopped')));
+    expect(server!.connectionCount).toBe(1);
+    expect(c.closed).toBe(false);
+  });
+
+  it('releases a killed VM’s memory and fds and accepts the next one', async () => {
+    const path = startServer();
+    const fdsBefore = native.openFdCount();
+    const first = await connect(path);
+    const create = hdr(VirtioGpuCmd.CTX_CREATE, 96, 1);
+    create.writeUInt32LE(5, 28);
+    expect(type(await first.f.command(create))).toBe(VirtioGpuResp.OK_NODATA);
+    // A map request left unanswered when the VM dies mid-frame.
+    const host = hdr(VirtioGpuCmd.RESOURCE_CREATE_BLOB, 56 + 16);
+    host.writeUInt32LE(1, 24);
+    host.writeUInt32LE(BlobMem.GUEST, 28);
+    host.writeUInt32LE(1, 36);
+    host.writeBigUInt64LE(4096n, 48);
+    host.writeBigUInt64LE(GPA + BigInt(QUERY_RING_AT), 56);
+    host.writeUInt32LE(4096, 64);
+    expect(type(await first.f.command(host))).toBe(VirtioGpuResp.OK_NODATA);
+    first.f.close();
+    frontends = frontends.filter((x) => x !== first.f);
+    await until('the VM to be released', () => gone.length === 1);
+    expect(first.c.closed).toBe(true);
+    expect(first.c.ram.regionCount).toBe(0);
+    expect(first.c.device.stats).toEqual({ contexts: 0, resources: 0, fds: 0 });
+    expect(native.openFdCount()).toBe(fdsBefore);
+
+    const second = await connect(path);
+    expect(type(await second.f.command(hdr(VirtioGpuCmd.GET_CAPSET_INFO, 32), 40))).toBe(
+      VirtioGpuResp.OK_CAPSET_INFO,
+    );
+    expect(NO_FENCE).toBeUndefined();
+  });
+
+  it('ends a connection that breaks the protocol, and keeps listening', async () => {
+    const path = startServer();
+    const f = new TestFrontend(path);
+    frontends.push(f);
+    await until('the connection', () => server!.connectionCount === 1);
+    const huge = Buffer.alloc(12);
+    huge.writeUInt32LE(Req.SET_FEATURES, 0);
+    huge.writeUInt32LE(Flag.VERSION, 4);
+    huge.writeUInt32LE(1 << 20, 8);
+    native.sendmsg(f.sock, huge, 0, 12, [], 0);
+    await until('the disconnect', () => server!.connectionCount === 0);
+    expect(warnings.join('\n')).toMatch(/vhost-user message/);
+    await connect(path);
+  });
+});
