@@ -1,0 +1,29 @@
+#!/bin/sh
+# init of the test guest's initramfs (scripts/vm/build.sh): loads the virtio, DRM and 9p modules,
+# mounts the host root read-only over 9p and runs the test script named by `e2e=` on the kernel
+# command line inside it, then powers off. The serial console carries everything to the host.
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in /mods/*.ko; do
+  case "$m" in *drm_kms_helper*) p="fbdev_emulation=0" ;; *) p="" ;; esac
+  insmod "$m" $p || echo "insmod failed: $m"
+done
+echo "=== virtio-gpu ==="
+dmesg | grep -i -E '\[drm\]|virtio_gpu'
+ls -l /dev/dri
+echo "=== host userland ==="
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /mnt || echo "9p mount failed"
+mount -t proc proc /mnt/proc
+mount -t sysfs sys /mnt/sys
+mount -t devtmpfs dev /mnt/dev
+mount -t tmpfs tmp /mnt/tmp
+mount -t tmpfs run /mnt/run
+mkdir -p -m 0700 /mnt/run/user/0
+echo "e2e=$e2e"
+if [ -n "$e2e" ]; then
+  chroot /mnt /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/tmp \
+    XDG_RUNTIME_DIR=/run/user/0 /bin/sh "$e2e"
+  echo "E2E_EXIT=$?"
+fi
+poweroff -f
