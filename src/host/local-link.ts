@@ -147,7 +147,11 @@ export class LinkGuest {
 
   private onPoll(events: number, errorCode: string | null): void {
     if (this.closing) return;
-    if (errorCode) return this.close(`polling the link failed (${errorCode})`);
+    if (errorCode) {
+      // a guest that hangs up with data unread shows as a reset: that is still just a hang-up
+      const hangUp = errorCode === 'ECONNRESET' || errorCode === 'EPIPE';
+      return this.close(hangUp ? null : `polling the link failed (${errorCode})`);
+    }
     if (events & native.WRITABLE) this.flush();
     if (events & (native.READABLE | native.DISCONNECT)) this.readPackets();
   }

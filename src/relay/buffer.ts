@@ -33,6 +33,8 @@ export class HostBuffer {
   /** The host holds it (attached and not yet released). */
   busy = false;
   destroyed = false;
+  /** Called when the host gives it back (its surface may be holding client buffers for that). */
+  onRelease: (() => void) | null = null;
   /** What changed in the client's frames since this buffer was last written. */
   readonly damage = new Damage();
   readonly memory: ShadowMemory;
@@ -115,7 +117,9 @@ const requests: WlBufferRequestHandlers<HookContext> = {
 
 const events: WlBufferEventHandlers<HookContext> = {
   release({ obj }) {
-    (obj.state as HostBuffer).busy = false;
+    const buffer = obj.state as HostBuffer;
+    buffer.busy = false;
+    buffer.onRelease?.();
     return true;
   },
 };

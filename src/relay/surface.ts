@@ -48,6 +48,12 @@ export class SurfaceShadow implements Disposable {
   private readonly surfaceDamage: number[] = [];
   private readonly bufferDamage: number[] = [];
   readonly hostBuffers: HostBuffer[] = [];
+  /**
+   * Client buffers copied while the host held every host buffer of this surface: they are given
+   * back only when the host gives one back, so a client that outruns the compositor waits for it
+   * instead of making the proxy allocate (and copy whole) ever more host buffers.
+   */
+  private readonly heldClientBuffers: ShmBuffer[] = [];
   private readonly frameDamage = new Damage();
   /** The last client buffer copied, and the host buffer it went to (for inspection). */
   lastBuffer: ShmBuffer | null = null;
@@ -121,6 +127,7 @@ export class SurfaceShadow implements Disposable {
   destroy(): void {
     this.lastBuffer = null;
     this.lastHostBuffer = null;
+    this.heldClientBuffers.length = 0;
     for (const b of this.hostBuffers) b.destroy();
     this.hostBuffers.length = 0;
     this.state.disposables.delete(this);
@@ -165,6 +172,8 @@ export class SurfaceShadow implements Disposable {
     for (let i = 0; i < b.length && !damage.full; i += 4)
       damage.add(b[i], b[i + 1], b[i + 2], b[i + 3], width, height);
 
+    // one busy buffer is the one on screen; two or more all busy means the host is behind
+    const hostIsBehind = this.hostBuffers.length >= 2 && this.hostBuffers.every((h) => h.busy);
     const target = this.hostBufferFor(buffer);
     // every host buffer has to catch up with this frame's changes when it is next written
     for (const h of this.hostBuffers) {
@@ -176,8 +185,17 @@ export class SurfaceShadow implements Disposable {
     this.lastHostBuffer = target;
     target.busy = true;
     writeWlSurfaceAttach(relay.host.out, this.hostId, target.hostId, this.attachX, this.attachY);
-    // the pixels are in host memory now: the client may reuse its buffer
-    writeWlBufferEventRelease(relay.client.out, buffer.clientId);
+    // the pixels are in host memory now: the client may reuse its buffer, once the host keeps up
+    if (hostIsBehind) this.heldClientBuffers.push(buffer);
+    else writeWlBufferEventRelease(relay.client.out, buffer.clientId);
+  }
+
+  /** The host gave back one of our buffers: give back the client's buffers held for it. */
+  private hostReleased(): void {
+    const out = this.state.relay.client.out;
+    for (const b of this.heldClientBuffers)
+      if (!b.destroyed) writeWlBufferEventRelease(out, b.clientId);
+    this.heldClientBuffers.length = 0;
   }
 
   /** A free host buffer of the right shape, else a new one. */
@@ -202,6 +220,7 @@ export class SurfaceShadow implements Disposable {
       buffer.format,
       buffer.byteSize,
     );
+    h.onRelease = () => this.hostReleased();
     list.push(h);
     return h;
   }
