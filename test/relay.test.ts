@@ -3,8 +3,15 @@
 import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, test } from 'vitest';
 import { allInterfaces } from '../src/generated/index.js';
-import { killAll, start, stop, waitFor } from './support/processes.js';
-import { type HeadlessWeston, startHeadlessWeston, startProxy } from './support/weston.js';
+import { join } from 'node:path';
+import { Desktop } from './support/desktop.js';
+import { accepts, killAll, start, stop, waitFor } from './support/processes.js';
+import {
+  type HeadlessWeston,
+  proxyBin,
+  startHeadlessWeston,
+  startProxy,
+} from './support/weston.js';
 
 let weston: HeadlessWeston | undefined;
 afterEach(async () => {
@@ -54,6 +61,33 @@ describe('globals', () => {
         proxied.has('xdg_wm_base') &&
         proxied.has('wl_seat') === direct.has('wl_seat'),
     ).toBe(true);
+  });
+});
+
+describe('several instances of a global', () => {
+  test('two outputs and a seat reach the client, each output with its own geometry', async () => {
+    const desktop = await Desktop.start(2);
+    try {
+      const proxy = start(proxyBin, ['--wayland-display', 'wayland-1'], desktop.clientEnv());
+      await waitFor('the proxy', () => accepts(join(desktop.runtimeDir, 'wayland-1')));
+      const info = spawnSync('wayland-info', [], {
+        env: desktop.clientEnv('wayland-1'),
+        encoding: 'utf8',
+      });
+      await stop(proxy);
+      expect(info.status, info.stderr).toBe(0);
+      const outputs = [...info.stdout.matchAll(/^interface: 'wl_output'/gm)];
+      expect(outputs).toHaveLength(2);
+      // wayland-info binds each output and prints what the host told it about that one
+      const positions = [...info.stdout.matchAll(/x: (\d+), y: 0,/g)]
+        .map((m) => Number(m[1]))
+        .sort((a, b) => a - b);
+      expect(positions).toEqual([0, 640]);
+      expect(info.stdout).toMatch(/^interface: 'wl_seat'/m);
+      expect(info.stdout).toMatch(/keyboard/);
+    } finally {
+      await desktop.stop();
+    }
   });
 });
 

@@ -20,11 +20,12 @@ export class Desktop {
     readonly weston: Running,
   ) {}
 
-  static async start(): Promise<Desktop> {
+  /** `outputs` > 1 gives weston that many outputs (X windows), side by side. */
+  static async start(outputs = 1): Promise<Desktop> {
     const runtimeDir = mkdtempSync(join(tmpdir(), 'tswl-desktop-'));
     const xvfb = start(
       'Xvfb',
-      ['-displayfd', '1', '-screen', '0', `${WIDTH}x${HEIGHT}x24`, '-nolisten', 'tcp'],
+      ['-displayfd', '1', '-screen', '0', `${WIDTH * outputs}x${HEIGHT}x24`, '-nolisten', 'tcp'],
       process.env,
     );
     const number = await waitFor(
@@ -41,6 +42,7 @@ export class Desktop {
         '--socket=wayland-0',
         `--width=${WIDTH}`,
         `--height=${HEIGHT}`,
+        `--output-count=${outputs}`,
         '--idle-time=0',
         '--no-config',
       ],
