@@ -197,6 +197,9 @@ export class Connection implements Endpoint {
       if (n === 0) return true;
       this.inEnd += n;
       this.bytesIn += n;
+      // a read that did not fill the buffer emptied the socket: save the recvmsg that would
+      // only say EAGAIN (anything newer makes the socket readable again)
+      if (this.inEnd < this.in.length) return false;
     }
   }
 }
