@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Running, accepts, start, stop, waitFor } from './processes.js';
@@ -7,10 +8,47 @@ import { type Running, accepts, start, stop, waitFor } from './processes.js';
 const WIDTH = 640;
 const HEIGHT = 480;
 
+const FREEZE_CLOCK_SOURCE = join(import.meta.dirname, 'freeze-clock.c');
+
+/** Builds freeze-clock.so once per version of its source (cached in the temp dir). */
+function freezeClockLibrary(): string {
+  const source = readFileSync(FREEZE_CLOCK_SOURCE);
+  const hash = createHash('sha256').update(source).digest('hex').slice(0, 12);
+  const lib = join(tmpdir(), `tswl-freeze-clock-${hash}.so`);
+  if (existsSync(lib)) return lib;
+  const partial = `${lib}.${process.pid}`;
+  const cc = spawnSync(
+    'cc',
+    ['-shared', '-fPIC', '-O2', '-o', partial, FREEZE_CLOCK_SOURCE, '-ldl'],
+    {
+      encoding: 'utf8',
+    },
+  );
+  if (cc.status !== 0) throw new Error(`building freeze-clock.so failed: ${cc.stderr}`);
+  renameSync(partial, lib);
+  return lib;
+}
+
+/**
+ * Runs a client with its wall clock (time(), gettimeofday()) frozen, monotonic clocks running:
+ * for clients that seed their randomness from the time of day (weston-flower, weston-simple-damage).
+ */
+export function withFrozenWallClock(command: string[]): string[] {
+  return [
+    'env',
+    'LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1',
+    'FAKETIME=2024-01-01 00:00:00',
+    'FAKETIME_DONT_FAKE_MONOTONIC=1',
+    ...command,
+  ];
+}
+
 /**
  * Xvfb with weston's x11 backend and kiosk shell in a private XDG_RUNTIME_DIR: a seat for
  * input, and every window filling the one output, so that screenshots of a direct and a
- * proxied run of the same client compare pixel for pixel.
+ * proxied run of the same client compare pixel for pixel. Weston's presentation clock is frozen
+ * (freeze-clock.c), so clients that animate from frame-callback times draw the same frame on
+ * every run.
  */
 export class Desktop {
   private constructor(
@@ -33,6 +71,9 @@ export class Desktop {
       () => /(?:^|\n)(\d+)\n/.exec(xvfb.output())?.[1],
     );
     const display = `:${number}`;
+    // a frozen presentation clock needs a repaint due right after each frame (see freeze-clock.c)
+    const config = join(runtimeDir, 'weston.ini');
+    writeFileSync(config, '[core]\nidle-time=0\nrepaint-window=16\n');
     const weston = start(
       'weston',
       [
@@ -44,9 +85,14 @@ export class Desktop {
         `--height=${HEIGHT}`,
         `--output-count=${outputs}`,
         '--idle-time=0',
-        '--no-config',
+        `--config=${config}`,
       ],
-      { ...process.env, XDG_RUNTIME_DIR: runtimeDir, DISPLAY: display },
+      {
+        ...process.env,
+        XDG_RUNTIME_DIR: runtimeDir,
+        DISPLAY: display,
+        LD_PRELOAD: freezeClockLibrary(),
+      },
     );
     await waitFor('weston to listen', () => accepts(join(runtimeDir, 'wayland-0')));
     return new Desktop(runtimeDir, display, xvfb, weston);
