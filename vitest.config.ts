@@ -1,8 +1,10 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // test/vm needs the VM harness and root: npm run test:vm (vitest.vm.config.ts)
+    exclude: [...configDefaults.exclude, 'test/vm/**'],
     globalSetup: ['test/support/global-setup.ts'],
     testTimeout: 60000,
     hookTimeout: 60000,

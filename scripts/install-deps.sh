@@ -32,6 +32,9 @@ PACKAGES=(
   wl-clipboard      # wl-copy and wl-paste: clipboard both ways across the cross-domain link
   gcc               # the benchmark's load generators, written in C against libwayland-client
   libc6-dev         # their C library headers
+  qemu-system-x86   # bookworm's QEMU 7.2: the VM test's guest without context-init
+  debootstrap       # the VM harness: a sid chroot with QEMU >= 11.1 (scripts/vm/build.sh)
+  cpio              # the VM harness: the guest's initramfs
 )
 
 if [[ "${1:-}" == "--list" ]]; then

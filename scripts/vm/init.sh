@@ -17,6 +17,9 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /mnt || ec
 mount -t proc proc /mnt/proc
 mount -t sysfs sys /mnt/sys
 mount -t devtmpfs dev /mnt/dev
+mkdir -p /mnt/dev/pts /mnt/dev/shm
+mount -t devpts -o ptmxmode=0666 devpts /mnt/dev/pts # terminals (weston-terminal) need ptys
+mount -t tmpfs shm /mnt/dev/shm
 mount -t tmpfs tmp /mnt/tmp
 mount -t tmpfs run /mnt/run
 mkdir -p -m 0700 /mnt/run/user/0

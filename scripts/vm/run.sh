@@ -38,7 +38,7 @@ if [ "$QEMU" = bookworm ]; then
   exec timeout -k 5 "$TIMEOUT" qemu-system-x86_64 "${COMMON[@]}" \
     -kernel "$SID/vm/vmlinuz" -initrd "$SID/vm/initrd.gz" -append "$APPEND" \
     -device virtio-gpu-pci \
-    -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on
+    -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
 fi
 
 case "$SOCKET" in
@@ -61,9 +61,16 @@ if ! mountpoint -q "$SID/mnt/hostroot"; then
   mount -o remount,bind,ro "$SID/mnt/hostroot"
 fi
 
+# QEMU runs in the background so that a SIGTERM to this script (a test stopping it) ends QEMU at
+# once and the mounts above are released; `timeout` sits in a process group of its own.
 timeout -k 5 "$TIMEOUT" chroot "$SID" qemu-system-x86_64 "${COMMON[@]}" \
   -object memory-backend-memfd,id=mem,size="${MEM}M",share=on -machine memory-backend=mem \
   -kernel /vm/vmlinuz -initrd /vm/initrd.gz -append "$APPEND" \
   -chardev socket,id=gpu,path="$INSIDE" \
   -device vhost-user-test-device-pci,id=gpu0,chardev=gpu,virtio-id=16,num_vqs=2,config_size=16 \
-  -virtfs local,path=/mnt/hostroot,mount_tag=hostroot,security_model=none,readonly=on
+  -virtfs local,path=/mnt/hostroot,mount_tag=hostroot,security_model=none,readonly=on </dev/null &
+qemu=$!
+trap 'kill -TERM "$qemu" 2>/dev/null; wait "$qemu"; exit 143' TERM INT HUP
+status=0
+wait "$qemu" || status=$?
+exit "$status"

@@ -312,7 +312,10 @@ function virtioGpuHost(opts: Options): HostRoute {
   try {
     openVirtGpu(device).close();
   } catch (e) {
-    throw new UsageError(`--virtio-gpu-device ${device}: ${(e as Error).message}`);
+    const which = opts.virtioGpuDevice
+      ? `--virtio-gpu-device ${device}`
+      : `--virtio-gpu (found ${device})`;
+    throw new UsageError(`${which}: ${(e as Error).message}`);
   }
   return {
     name: device,

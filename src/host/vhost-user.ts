@@ -9,6 +9,7 @@
 // connection. The guest is not trusted: the rings and buffers it writes are checked in
 // virtqueue.ts, and a bad command fails in the device, never here.
 
+import { fstatSync, readSync, writeSync } from 'node:fs';
 import * as native from '../native/index.js';
 import { GpuDevice, type Reply, deviceConfig } from './device.js';
 import { DEVICE_FEATURES } from './device.js';
@@ -619,7 +620,15 @@ export class VhostUserConnection {
     };
     if (reply.map) {
       const m = reply.map;
-      this.shmem(BackendReq.SHMEM_MAP, m.offset, m.size, m.writable, m.fd, finish);
+      let fd: number;
+      try {
+        fd = fileForMapping(m.fd, m.size);
+      } catch (e) {
+        this.log.warn(`${this.name}: a host-visible blob cannot be mapped: ${errorMessage(e)}`);
+        finish(false);
+        return;
+      }
+      this.shmem(BackendReq.SHMEM_MAP, m.offset, m.size, m.writable, fd, finish);
     } else if (reply.unmap) {
       this.shmem(BackendReq.SHMEM_UNMAP, reply.unmap.offset, reply.unmap.size, false, -1, () =>
         finish(true),
@@ -840,5 +849,34 @@ export class VhostUserServer {
       this.connections.add(c);
       this.options.log.info(`${name}: a VMM connected`);
     }
+  }
+}
+
+/**
+ * The fd to send with SHMEM_MAP for `size` bytes of `fd` (which is consumed). QEMU maps only what
+ * the file holds and refuses a mapping past its end, but a blob is a whole number of pages while
+ * the file a client sent may be shorter (weston's 64434-byte keymap in a 64 KiB blob): such a
+ * file is copied into a memfd of the mapping's size. The copy is the guest's from then on; the
+ * files cross-domain sends this way (keymaps) are read-only.
+ */
+export function fileForMapping(fd: number, size: number): number {
+  let copy = -1;
+  try {
+    const length = fstatSync(fd).size;
+    if (length >= size) return fd;
+    copy = native.memfdCreate('tswl-host-map', size);
+    const data = Buffer.alloc(length);
+    for (let at = 0; at < length;) {
+      const n = readSync(fd, data, at, length - at, at);
+      if (n <= 0) break;
+      at += n;
+    }
+    writeSync(copy, data, 0, length, 0);
+    closeQuietly(fd);
+    return copy;
+  } catch (e) {
+    closeQuietly(fd);
+    if (copy >= 0) closeQuietly(copy);
+    throw e;
   }
 }
