@@ -20,8 +20,21 @@ mount -t devtmpfs dev /mnt/dev
 mkdir -p /mnt/dev/pts /mnt/dev/shm
 mount -t devpts -o ptmxmode=0666 devpts /mnt/dev/pts # terminals (weston-terminal) need ptys
 mount -t tmpfs shm /mnt/dev/shm
-mount -t tmpfs tmp /mnt/tmp
 mount -t tmpfs run /mnt/run
+# the guest gets a writable /tmp of its own, but a checkout that lives under the host's /tmp
+# (where the test's scripts are) must stay visible: keep the host's /tmp reachable and bind the
+# directory holding the script back in place
+mkdir -p /mnt/run/host-tmp
+mount -o bind /mnt/tmp /mnt/run/host-tmp
+mount -t tmpfs tmp /mnt/tmp
+case "$e2e" in
+  /tmp/?*/*)
+    top=${e2e#/tmp/}
+    top=${top%%/*}
+    mkdir -p "/mnt/tmp/$top"
+    mount -o bind "/mnt/run/host-tmp/$top" "/mnt/tmp/$top"
+    ;;
+esac
 mkdir -p -m 0700 /mnt/run/user/0
 echo "e2e=$e2e"
 if [ -n "$e2e" ]; then
