@@ -256,38 +256,31 @@ Napi::Value FdKind(const Napi::CallbackInfo& info) {
   return result;
 }
 
-Napi::Value ReadFd(const Napi::CallbackInfo& info) {
+// One read(2) or write(2) of buf[start, end) on a nonblocking fd: the count, or -1 for EAGAIN.
+template <typename Io>
+Napi::Value NonblockingIo(const Napi::CallbackInfo& info, Io io, const char* syscall) {
   Napi::Env env = info.Env();
   int fd;
   uint8_t* data;
   size_t len;
   if (!GetFd(info, 0, &fd) || !GetByteRange(info, 1, &data, &len)) return {};
   ssize_t n;
-  do n = read(fd, data, len);
+  do n = io(fd, data, len);
   while (n < 0 && errno == EINTR);
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, -1);
-    ThrowErrno(env, errno, "read");
+    ThrowErrno(env, errno, syscall);
     return {};
   }
   return Napi::Number::New(env, static_cast<double>(n));
 }
 
+Napi::Value ReadFd(const Napi::CallbackInfo& info) {
+  return NonblockingIo(info, [](int fd, uint8_t* d, size_t n) { return read(fd, d, n); }, "read");
+}
+
 Napi::Value WriteFd(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd;
-  uint8_t* data;
-  size_t len;
-  if (!GetFd(info, 0, &fd) || !GetByteRange(info, 1, &data, &len)) return {};
-  ssize_t n;
-  do n = write(fd, data, len);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, -1);
-    ThrowErrno(env, errno, "write");
-    return {};
-  }
-  return Napi::Number::New(env, static_cast<double>(n));
+  return NonblockingIo(info, [](int fd, uint8_t* d, size_t n) { return write(fd, d, n); }, "write");
 }
 
 // Blocks until fd is readable or timeoutMs passes: the local link's synchronous round trips,
