@@ -210,6 +210,24 @@ describe('shutdown', () => {
     expect(run2.stderr.trim()).toMatch(/^tswl-proxy: XDG_RUNTIME_DIR is not set/);
   });
 
+  test('a guest without the device it was told to use gets a one-line error naming it', async () => {
+    const w = await weston();
+    const wl = spawnSync(proxyBin, ['--virtio-wl', join(w.runtimeDir, 'no-wl0'), 'true'], {
+      env: w.env,
+      encoding: 'utf8',
+    });
+    expect(wl.status).toBe(1);
+    expect(wl.stderr.trim()).toMatch(
+      /^tswl-proxy: --virtio-wl: no .*no-wl0: the guest has no virtio_wl device/,
+    );
+    const both = spawnSync(proxyBin, ['--virtio-wl', '/dev/wl0', '--virtio-gpu', 'true'], {
+      env: w.env,
+      encoding: 'utf8',
+    });
+    expect(both.status).toBe(1);
+    expect(both.stderr).toMatch(/pick one/);
+  });
+
   test('the exit status is the command’s', async () => {
     const w = await weston();
     const run = spawnSync(

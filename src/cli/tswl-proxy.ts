@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { closeSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
 import { allInterfaces } from '../generated/index.js';
@@ -19,6 +19,7 @@ import {
   crossDomainShadowShm,
   openVirtGpu,
 } from '../links/cross-domain.js';
+import { connectVirtWl, openVirtWl, virtWlShadowShm } from '../links/virtwl.js';
 import { discoverVirtGpu } from '../virtgpu/drm.js';
 import { Connection } from '../wire/connection.js';
 import { closeQuietly } from '../wire/fd-queue.js';
@@ -31,6 +32,7 @@ interface Options {
   hostDisplay?: string;
   virtioGpu?: boolean;
   virtioGpuDevice?: string;
+  virtioWl?: string;
   tag?: string;
   verbose?: boolean;
   logSuppress: string;
@@ -77,6 +79,10 @@ export function buildProgram(): Command {
     .option(
       '--virtio-gpu-device <path>',
       'the virtio-gpu device: a DRM node, or the local link socket of tswl-host (implies --virtio-gpu)',
+    )
+    .option(
+      '--virtio-wl <path>',
+      'reach the host compositor through the legacy virtio_wl device instead (e.g. /dev/wl0, ChromiumOS kernels)',
     )
     .option('--tag <prefix>', 'prefix for the title of every toplevel window')
     .option('-v, --verbose', 'trace every message on both sides, and say more')
@@ -159,8 +165,12 @@ export async function main(argv: string[]): Promise<number> {
     log.warn('an "x11" socket was passed by systemd, but X11 support is not available yet');
   const listenPath =
     activated?.wayland?.path ?? displayPath(opts.waylandDisplay, env, '--wayland-display');
-  const host =
-    opts.virtioGpu || opts.virtioGpuDevice
+  if (opts.virtioWl && (opts.virtioGpu || opts.virtioGpuDevice)) {
+    throw new UsageError('--virtio-wl and --virtio-gpu are two ways to reach the host: pick one');
+  }
+  const host = opts.virtioWl
+    ? virtioWlHost(opts.virtioWl)
+    : opts.virtioGpu || opts.virtioGpuDevice
       ? virtioGpuHost(opts)
       : socketHost(opts, env, listenPath);
 
@@ -296,6 +306,21 @@ function socketHost(opts: Options, env: NodeJS.ProcessEnv, listenPath: string): 
     connect: (handler) => new Connection(native.connectUnix(hostPath), handler),
     shadowShm: null,
     hiddenGlobals: new Set(),
+  };
+}
+
+/** A guest with the legacy virtio_wl device: a context per client; shm goes through host allocations. */
+function virtioWlHost(device: string): HostRoute {
+  try {
+    closeSync(openVirtWl(device));
+  } catch (e) {
+    throw new UsageError(`--virtio-wl: ${(e as Error).message}`);
+  }
+  return {
+    name: device,
+    connect: (handler) => connectVirtWl(device, handler),
+    shadowShm: virtWlShadowShm,
+    hiddenGlobals: CROSS_DOMAIN_HIDDEN_GLOBALS,
   };
 }
 
