@@ -32,8 +32,6 @@ import {
 
 const PAGE_SIZE = 4096;
 const IN_BUFFER_SIZE = 65536;
-/** Stop reading the client while this much waits for the device. */
-const HIGH_WATER = 4 * 1024 * 1024;
 /** RECVs per wake-up before the event loop gets a turn. */
 const RECV_BATCH = 16;
 /** Pipe data per read when pumping a clipboard pipe. */
@@ -110,7 +108,6 @@ export class VirtWlLink implements Endpoint, ShadowAllocator {
   private readonly poller: native.Poller;
   private reading = true;
   private wantWrite = false;
-  private aboveHighWater = false;
   private readonly txn = Buffer.alloc(VIRTWL_TXN_BUFFER_SIZE);
   /** fds in out.fds that are vfds of our pumps: sent, but kept (the pump owns them). */
   private readonly pumpVfds = new Set<number>();
@@ -141,7 +138,7 @@ export class VirtWlLink implements Endpoint, ShadowAllocator {
   }
 
   get congested(): boolean {
-    return this.out.len >= HIGH_WATER;
+    return this.out.congested;
   }
 
   consume(n: number): void {
@@ -157,7 +154,6 @@ export class VirtWlLink implements Endpoint, ShadowAllocator {
   flush(): void {
     if (this.closed) return;
     const out = this.out;
-    const wasCongested = this.aboveHighWater || this.congested;
     let sent = 0;
     let blocked = false;
     try {
@@ -173,16 +169,12 @@ export class VirtWlLink implements Endpoint, ShadowAllocator {
       this.fail(e as Error);
       return;
     }
-    if (sent > 0) {
-      out.buf.copy(out.buf, 0, sent, out.len);
-      out.len -= sent;
-    }
+    const relieved = out.sent(sent);
     if (blocked !== this.wantWrite) {
       this.wantWrite = blocked;
       this.updatePoll();
     }
-    this.aboveHighWater = this.congested;
-    if (wasCongested && !this.aboveHighWater) this.handler.onDrain?.();
+    if (relieved) this.handler.onDrain?.();
   }
 
   close(): void {

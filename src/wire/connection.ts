@@ -6,8 +6,6 @@ import { MessageWriter } from './writer.js';
 export const MAX_FDS_PER_SENDMSG = 28;
 export const MAX_MESSAGE_SIZE = 4096;
 const IN_BUFFER_SIZE = 65536;
-/** Stop reading the other side while this much is waiting for a slow peer. */
-const HIGH_WATER = 4 * 1024 * 1024;
 
 export interface EndpointHandler {
   /** New bytes (and fds) are in the input buffer; consume whole messages with consume(). */
@@ -69,7 +67,6 @@ export class Connection implements Endpoint {
   private readonly recvResult = new Int32Array(2 + MAX_FDS_PER_SENDMSG);
   private reading = true;
   private wantWrite = false;
-  private aboveHighWater = false;
 
   constructor(
     readonly fd: number,
@@ -88,7 +85,7 @@ export class Connection implements Endpoint {
   }
 
   get congested(): boolean {
-    return this.out.len >= HIGH_WATER;
+    return this.out.congested;
   }
 
   setReading(on: boolean): void {
@@ -100,8 +97,6 @@ export class Connection implements Endpoint {
   flush(): void {
     if (this.closed) return;
     const out = this.out;
-    // the relay may have stopped reading the other side on seeing this congested just now
-    const wasCongested = this.aboveHighWater || this.congested;
     let sent = 0;
     try {
       while (sent < out.len || out.fds.length > 0) {
@@ -121,17 +116,13 @@ export class Connection implements Endpoint {
       this.fail(e as Error);
       return;
     }
-    if (sent > 0) {
-      out.buf.copy(out.buf, 0, sent, out.len);
-      out.len -= sent;
-    }
+    const relieved = out.sent(sent);
     const pending = out.len > 0 || out.fds.length > 0;
     if (pending !== this.wantWrite) {
       this.wantWrite = pending;
       this.updatePoll();
     }
-    this.aboveHighWater = this.congested;
-    if (wasCongested && !this.aboveHighWater) this.handler.onDrain?.();
+    if (relieved) this.handler.onDrain?.();
   }
 
   close(): void {

@@ -2,6 +2,9 @@
  * An output buffer for one connection plus the fds that go with it. Messages are
  * appended with begin() … end() and leave in batches when the connection flushes.
  */
+/** Queued output past which a connection is congested: the relay stops reading the other side. */
+export const HIGH_WATER = 4 * 1024 * 1024;
+
 export class MessageWriter {
   buf: Buffer;
   view: DataView;
@@ -9,10 +12,30 @@ export class MessageWriter {
   /** fds queued for the next sendmsg; ownership passes to the connection, which closes them once sent. */
   readonly fds: number[] = [];
   private start = 0;
+  /** Congested when last looked at, so that a drain within one flush is not missed. */
+  private wasCongested = false;
 
   constructor(initialSize = 16384) {
     this.buf = Buffer.allocUnsafe(initialSize);
     this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
+  }
+
+  get congested(): boolean {
+    return this.len >= HIGH_WATER;
+  }
+
+  /**
+   * Forgets the first n bytes, which the transport took. Returns true when that relieved a
+   * congestion seen since the last call (the relay may have stopped reading on seeing it).
+   */
+  sent(n: number): boolean {
+    const was = this.wasCongested || this.congested;
+    if (n > 0) {
+      this.buf.copy(this.buf, 0, n, this.len);
+      this.len -= n;
+    }
+    this.wasCongested = this.congested;
+    return was && !this.wasCongested;
   }
 
   reserve(n: number): void {
