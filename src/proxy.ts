@@ -5,6 +5,7 @@ import type { ProtocolTables } from './protocol/tables.js';
 import { DisplayError } from './relay/errors.js';
 import type { HostConnector, InterfaceHooks } from './relay/relay.js';
 import { Relay } from './relay/relay.js';
+import { Connection } from './wire/connection.js';
 import { closeQuietly } from './wire/fd-queue.js';
 import { MessageWriter } from './wire/writer.js';
 
@@ -111,7 +112,8 @@ export class ProxyServer {
   private connectClient(clientFd: number): void {
     let relay: Relay;
     try {
-      relay = new Relay(clientFd, {
+      relay = new Relay({
+        connectClient: (handler) => new Connection(clientFd, handler),
         connectHost: this.options.connectHost,
         tables: this.options.tables,
         hooks: this.options.hooks,

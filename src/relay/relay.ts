@@ -3,7 +3,7 @@ import type { HandlerResult } from '../protocol/meta.js';
 import { ArgKind } from '../protocol/meta.js';
 import type { Interface, Message, ProtocolTables } from '../protocol/tables.js';
 import type { Endpoint, EndpointHandler } from '../wire/connection.js';
-import { Connection, MAX_MESSAGE_SIZE } from '../wire/connection.js';
+import { MAX_MESSAGE_SIZE } from '../wire/connection.js';
 import { WireError } from '../wire/errors.js';
 import { closeQuietly } from '../wire/fd-queue.js';
 import { ArgReader } from '../wire/reader.js';
@@ -31,11 +31,15 @@ export interface HookContext {
   obj: WlObject;
 }
 
+/** Opens one side of a relay: the client's connection, or its own connection to the compositor. */
+export type EndpointConnector = (handler: EndpointHandler) => Endpoint;
 /** Opens this client's own connection to the host compositor. */
-export type HostConnector = (handler: EndpointHandler) => Endpoint;
+export type HostConnector = EndpointConnector;
 
 export interface RelayOptions {
   readonly tables: ProtocolTables;
+  /** The client side: a Unix socket in the proxy, a guest's cross-domain channel in tswl-host. */
+  readonly connectClient: EndpointConnector;
   readonly connectHost: HostConnector;
   readonly hooks: ReadonlyMap<string, InterfaceHooks>;
   /** Called once when both connections are closed. */
@@ -52,7 +56,7 @@ export interface RelayOptions {
 export class Relay {
   readonly clientIds = new IdSpace();
   readonly hostIds = new IdSpace();
-  readonly client: Connection;
+  readonly client: Endpoint;
   readonly host: Endpoint;
   readonly tables: ProtocolTables;
   private readonly hooks = new Map<Interface, InterfaceHooks>();
@@ -66,11 +70,8 @@ export class Relay {
   private closed = false;
   private readonly disposers: (() => void)[] = [];
 
-  /** Throws when the host cannot be reached; the client fd is then still the caller's. */
-  constructor(
-    clientFd: number,
-    private readonly options: RelayOptions,
-  ) {
+  /** Throws when the host cannot be reached; the client side is then not opened. */
+  constructor(private readonly options: RelayOptions) {
     this.tables = options.tables;
     this.trace = options.trace ?? null;
     for (const [name, hooks] of options.hooks) this.hooks.set(this.tables.require(name), hooks);
@@ -83,7 +84,7 @@ export class Relay {
       onClose: (error) => this.onHostClosed(error),
       onDrain: () => this.resume(this.client),
     });
-    this.client = new Connection(clientFd, {
+    this.client = options.connectClient({
       onData: () => this.pump(this.client),
       onClose: (error) => this.onClientClosed(error),
       onDrain: () => this.resume(this.host),
