@@ -161,8 +161,8 @@ Napi::Value CopyRects(const Napi::CallbackInfo& info) {
       !GetTypedArray(info, 4, "rects", napi_int32_array, &rects_v, &rects_len) ||
       !GetInt(info, 5, "count", 0, rects_len / 4, &count) ||
       !GetInt(info, 6, "bytesPerPixel", 1, 16, &bpp) ||
-      !GetInt(info, 7, "width", 0, 1 << 16, &width) ||
-      !GetInt(info, 8, "height", 0, 1 << 16, &height)) {
+      !GetInt(info, 7, "width", 0, INT32_MAX, &width) ||
+      !GetInt(info, 8, "height", 0, INT32_MAX, &height)) {
     return {};
   }
   if (width * bpp > dst_stride || width * bpp > src_stride) {

@@ -34,6 +34,9 @@ export interface ProxyStats {
   fdsToClients: number;
 }
 
+/** How long accepting pauses after it failed (out of fds), rather than spin on a readable socket. */
+const ACCEPT_RETRY_MS = 200;
+
 /** The listening socket and the relays of the clients connected to it. */
 export class ProxyServer {
   readonly relays = new Set<Relay>();
@@ -101,7 +104,13 @@ export class ProxyServer {
       try {
         clientFd = native.accept(this.listener!.fd);
       } catch (e) {
-        this.options.warn(`accept failed: ${(e as Error).message}`);
+        // EMFILE and the like: the socket stays readable, so wait a while instead of spinning
+        this.options.warn(`accept failed: ${(e as Error).message}; trying again in 200 ms`);
+        const poller = this.poller;
+        poller?.update(0);
+        setTimeout(() => {
+          if (this.poller === poller) poller?.update(native.READABLE);
+        }, ACCEPT_RETRY_MS).unref();
         return;
       }
       if (clientFd < 0) return;

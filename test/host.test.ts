@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Reply, GpuDevice, deviceConfig } from '../src/host/device.js';
+import { HostWayland } from '../src/host/wayland.js';
 import { imageRequirements, fourcc } from '../src/host/gralloc.js';
 import type { GuestBacking, GuestMemory, MemEntry } from '../src/host/guest-memory.js';
 import type { FdLedger } from '../src/host/fds.js';
@@ -238,6 +239,24 @@ function wlEvents(buf: Buffer): { events: WlEvent[]; rest: Buffer } {
   return { events, rest: buf.subarray(pos) };
 }
 
+/**
+ * A wl_display.sync from the guest (new callback `id`) and its wl_callback.done from the
+ * compositor, through the context's relay both ways.
+ */
+async function roundTrip(
+  h: DeviceHarness,
+  ctxId: number,
+  channelRing: number,
+  compositorFd: number,
+  id: number,
+): Promise<void> {
+  expect(await h.query(ctxId, cdSend(wl(1, 0, id)))).toBe(VirtioGpuResp.OK_NODATA);
+  expect((await drain(compositorFd, 150)).data).toEqual(wl(1, 0, id));
+  const done = wl(id, 0, 7);
+  native.sendmsg(compositorFd, done, 0, done.length, [], 0);
+  expect(await h.poll(ctxId, channelRing)).toEqual({ cmd: 'receive', data: done, ids: [] });
+}
+
 function wlString(body: Buffer, at: number): string {
   const len = body.readUInt32LE(at);
   return body.toString('utf8', at + 4, at + 4 + len - 1);
@@ -281,7 +300,7 @@ class DeviceHarness {
 
   constructor(waylandSocket: string) {
     this.device = new GpuDevice({
-      waylandSocket,
+      wayland: new HostWayland({ socket: waylandSocket }),
       name: 'guest',
       log: {
         verbose: true,
@@ -425,18 +444,49 @@ describe('tswl-host device model (in process)', () => {
     const fdsBefore = native.openFdCount();
     const { c } = await h.context(1, 1);
     const cfd = await compositor.accept();
+    const OK = VirtioGpuResp.OK_NODATA;
 
-    // Compositor → guest: a memory fd, a pipe's write end, a pipe's read end and a socket.
+    // The guest asks for the registry; the compositor (this test) offers a seat, a data device
+    // manager and shm; the guest binds them and makes a keyboard, a data source and a data device.
+    expect(await h.query(1, cdSend(wl(1, 1, 2)))).toBe(OK);
+    expect((await drain(cfd)).data).toEqual(wl(1, 1, 2));
+    const globals = Buffer.concat([
+      wl(2, 0, 1, 'wl_seat', 7),
+      wl(2, 0, 2, 'wl_data_device_manager', 3),
+      wl(2, 0, 3, 'wl_shm', 1),
+    ]);
+    native.sendmsg(cfd, globals, 0, globals.length, [], 0);
+    expect(await h.poll(1, c)).toEqual({ cmd: 'receive', data: globals, ids: [] });
+    const binds = Buffer.concat([
+      wl(2, 0, 1, 'wl_seat', 7, 3),
+      wl(2, 0, 2, 'wl_data_device_manager', 3, 4),
+      wl(2, 0, 3, 'wl_shm', 1, 5),
+      wl(3, 1, 6), // wl_seat.get_keyboard
+      wl(4, 0, 7), // wl_data_device_manager.create_data_source
+      wl(4, 1, 8, 3), // wl_data_device_manager.get_data_device
+    ]);
+    expect(await h.query(1, cdSend(binds))).toBe(OK);
+    expect((await drain(cfd)).data).toEqual(binds);
+
+    // Compositor → guest: keymaps with a memory fd, a pipe's read end and a socket, and a data
+    // source's send with a pipe's write end: memory and write ends cross, the rest is dropped.
     const memfd = native.memfdCreate('keymap', 100);
     const [pr, pw] = native.pipe();
     const [s1, s2] = native.socketpair();
-    const hello = Buffer.from('hello-from-compositor');
-    expect(native.sendmsg(cfd, hello, 0, hello.length, [memfd, pw, pr, s1], 4)).toBe(hello.length);
+    const events = Buffer.concat([
+      wl(6, 0, 1, 100), // wl_keyboard.keymap(format, fd, size)
+      wl(7, 1, 'text/plain'), // wl_data_source.send(mime_type, fd)
+      wl(6, 0, 1, 100),
+      wl(6, 0, 1, 100),
+    ]);
+    expect(native.sendmsg(cfd, events, 0, events.length, [memfd, pw, pr, s1], 4)).toBe(
+      events.length,
+    );
     [memfd, pw, s1, s2].forEach((fd) => native.close(fd));
     const m1 = await h.poll(1, c);
     expect(m1.cmd).toBe('receive');
     if (m1.cmd !== 'receive') return;
-    expect(m1.data.toString()).toBe('hello-from-compositor');
+    expect(m1.data).toEqual(events);
     expect(m1.ids.map((x) => [x.type, x.size])).toEqual([
       [CrossDomainId.VIRTGPU_BLOB, 100],
       [CrossDomainId.WRITE_PIPE, 0],
@@ -447,7 +497,7 @@ describe('tswl-host device model (in process)', () => {
     expect(h.logs.warnings.join('\n')).toMatch(/socket fd.*closed it/);
 
     // The memory fd becomes a HOST3D blob (page-rounded size), once.
-    expect(await h.type(host3dBlob(1, 10, m1.ids[0].id, 4096))).toBe(VirtioGpuResp.OK_NODATA);
+    expect(await h.type(host3dBlob(1, 10, m1.ids[0].id, 4096))).toBe(OK);
     expect(await h.type(host3dBlob(1, 11, m1.ids[0].id, 4096))).toBe(
       VirtioGpuResp.ERR_INVALID_PARAMETER,
     );
@@ -459,7 +509,7 @@ describe('tswl-host device model (in process)', () => {
 
     // WRITE into the write pipe, hang up: the reader gets the data, then EOF.
     const data = Buffer.from('clipboard-bytes');
-    expect(await h.query(1, cdWrite(m1.ids[1].id, data, true))).toBe(VirtioGpuResp.OK_NODATA);
+    expect(await h.query(1, cdWrite(m1.ids[1].id, data, true))).toBe(OK);
     const rb = Buffer.alloc(100);
     await waitFor('pipe data', () => native.waitReadable(pr, 0));
     expect(rb.toString('utf8', 0, native.readFd(pr, rb, 0, 100))).toBe('clipboard-bytes');
@@ -467,13 +517,16 @@ describe('tswl-host device model (in process)', () => {
     native.close(pr);
     expect(await h.query(1, cdWrite(m1.ids[1].id, data, false))).toBe(VirtioGpuResp.ERR_UNSPEC);
 
-    // Guest → compositor: a READ_PIPE whose id the guest predicts (0x80000001).
-    const req = Buffer.from('receive-request');
-    expect(await h.query(1, cdSend(req, [{ id: 0x80000001, type: CrossDomainId.READ_PIPE }]))).toBe(
-      VirtioGpuResp.OK_NODATA,
-    );
+    // Guest → compositor: wl_data_offer.receive with a READ_PIPE whose id the guest predicts
+    // (0x80000001), for an offer the compositor made.
+    const offer = Buffer.concat([wl(8, 0, 0xff000000), wl(0xff000000, 0, 'text/plain')]);
+    native.sendmsg(cfd, offer, 0, offer.length, [], 0);
+    expect(await h.poll(1, c)).toEqual({ cmd: 'receive', data: offer, ids: [] });
+    const receive = (): Buffer => wl(0xff000000, 1, 'text/plain');
+    const pipeId = (id: number) => [{ id, type: CrossDomainId.READ_PIPE }];
+    expect(await h.query(1, cdSend(receive(), pipeId(0x80000001)))).toBe(OK);
     const got = await drain(cfd);
-    expect(got.data.toString()).toBe('receive-request');
+    expect(got.data).toEqual(receive());
     expect(got.fds.length).toBe(1);
     expect(native.fdKind(got.fds[0]).kind).toBe('pipe-write');
     const reply = Buffer.from('pasted text');
@@ -485,52 +538,46 @@ describe('tswl-host device model (in process)', () => {
     expect(r2).toMatchObject({ cmd: 'read', id: 0x80000001, hangUp: true });
 
     // A wrong prediction is refused (the host allocated 0x80000002 for it).
-    expect(await h.query(1, cdSend(req, [{ id: 0x80000005, type: CrossDomainId.READ_PIPE }]))).toBe(
-      VirtioGpuResp.ERR_UNSPEC,
-    );
+    expect(await h.query(1, cdSend(receive(), pipeId(0x80000005)))).toBe(VirtioGpuResp.ERR_UNSPEC);
     expect(h.logs.warnings.join('\n')).toMatch(/predicted read pipe id 0x80000005.*0x80000002/);
     expect(
-      await h.query(
-        1,
-        cdSend(req, [
-          { id: 0x80000003, type: CrossDomainId.READ_PIPE },
-          { id: 0x80000004, type: CrossDomainId.READ_PIPE },
-        ]),
-      ),
+      await h.query(1, cdSend(receive(), [...pipeId(0x80000003), ...pipeId(0x80000004)])),
     ).toBe(VirtioGpuResp.ERR_UNSPEC);
     expect(h.logs.warnings.join('\n')).toMatch(/more than one READ_PIPE/);
 
-    // A HOST3D blob goes to the compositor as a memory fd; a guest blob cannot.
-    expect(await h.query(1, cdImageReqs(10, 10, XR24))).toBe(VirtioGpuResp.OK_NODATA);
+    // A HOST3D blob goes to the compositor as a memory fd (wl_shm.create_pool); a guest blob cannot.
+    expect(await h.query(1, cdImageReqs(10, 10, XR24))).toBe(OK);
     const reqs = parseReqs(h.memory.region(1 * RING));
-    expect(await h.type(host3dBlob(1, 12, reqs.blobId, 4096))).toBe(VirtioGpuResp.OK_NODATA);
-    expect(await h.type(resourceCmd(VirtioGpuCmd.CTX_ATTACH_RESOURCE, 12, 1))).toBe(
-      VirtioGpuResp.OK_NODATA,
-    );
-    const pool = Buffer.from('create-pool');
-    expect(await h.query(1, cdSend(pool, [{ id: 12, type: CrossDomainId.VIRTGPU_BLOB }]))).toBe(
-      VirtioGpuResp.OK_NODATA,
-    );
+    expect(await h.type(host3dBlob(1, 12, reqs.blobId, 4096))).toBe(OK);
+    expect(await h.type(resourceCmd(VirtioGpuCmd.CTX_ATTACH_RESOURCE, 12, 1))).toBe(OK);
+    const pool = wl(5, 0, 9, 4096);
+    expect(await h.query(1, cdSend(pool, [{ id: 12, type: CrossDomainId.VIRTGPU_BLOB }]))).toBe(OK);
     const got2 = await drain(cfd);
-    expect(got2.data.toString()).toBe('create-pool');
+    expect(got2.data).toEqual(pool);
     expect(native.fdKind(got2.fds[0])).toMatchObject({ kind: 'memory', size: 4096 });
     got2.fds.forEach((fd) => native.close(fd));
-    expect(await h.query(1, cdSend(pool, [{ id: 1, type: CrossDomainId.VIRTGPU_BLOB }]))).toBe(
-      VirtioGpuResp.ERR_UNSPEC,
-    );
+    expect(
+      await h.query(1, cdSend(wl(5, 0, 10, 4096), [{ id: 1, type: CrossDomainId.VIRTGPU_BLOB }])),
+    ).toBe(VirtioGpuResp.ERR_UNSPEC);
     expect(h.logs.warnings.join('\n')).toMatch(/guest blobs cannot be sent/);
 
-    // The compositor hangs up: one empty RECEIVE; then nothing until a pipe speaks.
+    // The compositor hangs up: the guest is told why, then gets one empty RECEIVE; then nothing
+    // until a pipe speaks.
     native.close(cfd);
-    const eof = await h.poll(1, c);
-    expect(eof).toEqual({ cmd: 'receive', data: Buffer.alloc(0), ids: [] });
+    const lost = await h.poll(1, c);
+    expect(lost.cmd).toBe('receive');
+    if (lost.cmd !== 'receive') return;
+    const [error] = wlEvents(lost.data).events;
+    expect([error.id, error.opcode]).toEqual([1, 0]);
+    expect(wlString(error.body, 8)).toMatch(/lost the host compositor/);
+    expect(await h.poll(1, c)).toEqual({ cmd: 'receive', data: Buffer.alloc(0), ids: [] });
     let signalled = false;
     void h.run(submit(1, cdPoll(), h.nextFence(1))).then(() => (signalled = true));
     await sleep(200);
     expect(signalled).toBe(false);
-    expect(await h.query(1, cdSend(pool))).toBe(VirtioGpuResp.ERR_UNSPEC);
+    expect(await h.query(1, cdSend(wl(1, 0, 11)))).toBe(VirtioGpuResp.ERR_UNSPEC);
     // CTX_DESTROY answers the waiting fence.
-    expect(await h.type(hdr(VirtioGpuCmd.CTX_DESTROY, 24, 1))).toBe(VirtioGpuResp.OK_NODATA);
+    expect(await h.type(hdr(VirtioGpuCmd.CTX_DESTROY, 24, 1))).toBe(OK);
     await waitFor('the pending poll to be answered', () => signalled);
 
     h.device.destroy();
@@ -558,9 +605,7 @@ describe('tswl-host device model (in process)', () => {
     legacy.writeUInt32LE(1, 12);
     expect(await h.type(submit(1, legacy))).toBe(VirtioGpuResp.OK_NODATA);
     const fd1 = await compositor.accept();
-    const ping = Buffer.from('legacy-ring');
-    native.sendmsg(fd1, ping, 0, ping.length, [], 0);
-    expect(await h.poll(1, 1 * RING)).toMatchObject({ cmd: 'receive', data: ping });
+    await roundTrip(h, 1, 1 * RING, fd1, 2);
 
     // Current (36 bytes, with an unused uuid).
     await rings(2, 3, 4);
@@ -568,8 +613,7 @@ describe('tswl-host device model (in process)', () => {
     current.writeUInt16LE(36, 2);
     expect(await h.type(submit(2, current))).toBe(VirtioGpuResp.OK_NODATA);
     const fd2 = await compositor.accept();
-    native.sendmsg(fd2, ping, 0, ping.length, [], 0);
-    expect(await h.poll(2, 4 * RING)).toMatchObject({ cmd: 'receive', data: ping });
+    await roundTrip(h, 2, 4 * RING, fd2, 2);
 
     // Channel type 0: a query-only context, no compositor connection; a later INIT may add one.
     await rings(3, 5, 6);
@@ -579,6 +623,7 @@ describe('tswl-host device model (in process)', () => {
       strides: [10, 0, 0, 0],
       blobId: 2,
     });
+    const ping = wl(1, 0, 2); // wl_display.sync
     expect(await h.query(3, cdSend(ping))).toBe(VirtioGpuResp.ERR_UNSPEC);
     expect(h.logs.warnings.join('\n')).toMatch(/SEND without a channel/);
     expect(await h.type(submit(3, cdInit(5, 6, 7)))).toBe(VirtioGpuResp.ERR_UNSPEC);
@@ -591,9 +636,9 @@ describe('tswl-host device model (in process)', () => {
     expect(await h.query(3, batch)).toBe(VirtioGpuResp.ERR_UNSPEC);
     expect((await drain(fd3, 150)).data.length).toBe(0);
     // Several commands in one buffer run in order.
-    const two = Buffer.concat([cdSend(Buffer.from('one,')), cdPoll(), cdSend(Buffer.from('two'))]);
+    const two = Buffer.concat([cdSend(wl(1, 0, 2)), cdPoll(), cdSend(wl(1, 0, 3))]);
     expect(await h.query(3, two)).toBe(VirtioGpuResp.OK_NODATA);
-    expect((await drain(fd3, 150)).data.toString()).toBe('one,two');
+    expect((await drain(fd3, 150)).data).toEqual(Buffer.concat([wl(1, 0, 2), wl(1, 0, 3)]));
 
     h.device.destroy();
     [fd1, fd2, fd3].forEach((fd) => native.close(fd));
@@ -705,11 +750,7 @@ describe('tswl-host device model (in process)', () => {
     expect(await h.type(ctxCreate(60, 1))).toBe(VirtioGpuResp.ERR_INVALID_PARAMETER);
 
     // Through all this, context 1 still works: a real exchange with the compositor.
-    const hi = Buffer.from('still-alive');
-    expect(await h.query(1, cdSend(hi))).toBe(VirtioGpuResp.OK_NODATA);
-    expect((await drain(goodFd)).data.toString()).toBe('still-alive');
-    native.sendmsg(goodFd, hi, 0, hi.length, [], 0);
-    expect(await h.poll(1, good.c)).toMatchObject({ cmd: 'receive', data: hi });
+    await roundTrip(h, 1, good.c, goodFd, 2);
 
     h.device.destroy();
     native.close(goodFd);

@@ -4,6 +4,7 @@
 // would, and a socketpair as the back-end channel on which SHMEM_MAP / SHMEM_UNMAP arrive.
 // The message sequence is the one QEMU 11.1 sends (see vm-harness reference, §8.2).
 
+import { HostWayland } from '../src/host/wayland.js';
 import { fstatSync, mkdtempSync, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -277,7 +278,7 @@ describe('vhost-user back-end', () => {
     dir = mkdtempSync(join(tmpdir(), 'tswl-vhost-'));
     const path = join(dir, 'gpu.sock');
     server = new VhostUserServer(path, {
-      waylandSocket: join(dir, 'no-compositor'),
+      wayland: new HostWayland({ socket: join(dir, 'no-compositor') }),
       log: { verbose: false, info: () => {}, warn: (m: string) => warnings.push(m) },
       onGuestGone: (name) => gone.push(name),
     });
@@ -493,7 +494,15 @@ describe('vhost-user back-end', () => {
     await until('the VM to be released', () => gone.length === 1);
     expect(first.c.closed).toBe(true);
     expect(first.c.ram.regionCount).toBe(0);
-    expect(first.c.device.stats).toEqual({ contexts: 0, resources: 0, fds: 0 });
+    expect(first.c.device.stats).toEqual({
+      contexts: 0,
+      resources: 0,
+      fds: 0,
+      items: 0,
+      blobBytes: 0,
+      fences: 0,
+      queuedBytes: 0,
+    });
     expect(native.openFdCount()).toBe(fdsBefore);
 
     const second = await connect(path);

@@ -1,17 +1,31 @@
 import { lstatSync, readFileSync, unlinkSync } from 'node:fs';
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
+import { DEFAULT_LIMITS, type GuestLimits, parseGuestLimit } from '../host/budget.js';
 import { errorMessage } from '../host/errors.js';
 import { closeQuietly } from '../host/fds.js';
 import { LocalLinkServer } from '../host/local-link.js';
+import {
+  findSecurityContextManager,
+  openSecurityContext,
+  type SecurityContextManager,
+} from '../host/security-context.js';
 import { VhostUserServer } from '../host/vhost-user.js';
+import { type CompositorAccess, HostWayland } from '../host/wayland.js';
 import { Log } from '../log/log.js';
 import * as native from '../native/index.js';
+import { PRIVILEGED_GLOBALS, parseAllowGlobal, withheldGlobals } from '../relay/policy.js';
 import { UsageError, displayPath } from './paths.js';
 
 interface Options {
   waylandSock?: string;
   listenLocal?: string;
   vhostUser?: string;
+  label?: string;
+  tag?: string;
+  appIdPrefix?: string;
+  allowGlobal: string[];
+  guestLimit: GuestLimits;
+  securityContext: boolean;
   verbose?: boolean;
 }
 
@@ -36,10 +50,46 @@ export function buildProgram(): Command {
       '--vhost-user <path>',
       'serve VMs as a vhost-user virtio-gpu back-end on the Unix socket PATH (QEMU >= 11.1 vhost-user-test-device-pci, crosvm --vhost-user type=gpu); one connection per VM',
     )
+    .option(
+      '--label <name>',
+      "the VM's name: the default of --tag '[NAME] ' and --app-id-prefix 'NAME.', and the app_id of its security context",
+    )
+    .option(
+      '--tag <prefix>',
+      'prefix for every toplevel title of a guest (the guest cannot remove it)',
+    )
+    .option('--app-id-prefix <prefix>', 'prefix for every toplevel app_id of a guest')
+    .option(
+      '--allow-global <names>',
+      'offer these privileged globals to guests too, comma-separated (repeatable; see below)',
+      parseAllowGlobal,
+      [],
+    )
+    .option(
+      '--guest-limit <name=value>',
+      `what one guest may make tswl-host hold (repeatable): ${Object.entries(DEFAULT_LIMITS)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(', ')}`,
+      (value: string, previous: GuestLimits) => {
+        try {
+          return parseGuestLimit(value, previous);
+        } catch (e) {
+          throw new InvalidArgumentError((e as Error).message);
+        }
+      },
+      DEFAULT_LIMITS,
+    )
+    .option(
+      '--no-security-context',
+      'do not put each VM in a security context of its own, even when the compositor offers them',
+    )
     .option('-v, --verbose', 'log guests, contexts and resources as they come and go')
     .addHelpText(
       'after',
       `
+Privileged globals are never offered to a guest unless allowed with --allow-global:
+  ${[...PRIVILEGED_GLOBALS.keys()].join(', ')}
+
 Example, with no VM (guests then connect to the local link):
   tswl-host --wayland-sock $XDG_RUNTIME_DIR/wayland-0 --listen-local $XDG_RUNTIME_DIR/tswl-gpu
 Example, for a VM (QEMU: -chardev socket,id=gpu,path=/tmp/gpu.sock
@@ -70,6 +120,11 @@ export async function main(argv: string[]): Promise<number> {
   });
   const deviceLog = { verbose: opts.verbose ?? false, info: log.info, warn: log.warn };
   const waylandSock = displayPath(opts.waylandSock, env, '--wayland-sock');
+  try {
+    withheldGlobals(opts.allowGlobal);
+  } catch (e) {
+    throw new UsageError(`--allow-global: ${(e as Error).message}`);
+  }
   const listenPath = opts.listenLocal ? displayPath(opts.listenLocal, env, '--listen-local') : null;
   const vhostPath = opts.vhostUser ? displayPath(opts.vhostUser, env, '--vhost-user') : null;
   for (const [p, flag] of [
@@ -85,18 +140,24 @@ export async function main(argv: string[]): Promise<number> {
   checkCompositor(waylandSock);
   if (listenPath) removeStaleSocket(listenPath);
 
-  const server = listenPath
-    ? new LocalLinkServer(listenPath, { waylandSocket: waylandSock, log: deviceLog })
-    : null;
+  const label = opts.label ?? 'tswl-host';
+  const manager = opts.securityContext ? securityContextManager(waylandSock, log) : null;
+  const wayland = new HostWayland({
+    socket: waylandSock,
+    allowGlobals: opts.allowGlobal,
+    tag: opts.tag ?? (opts.label ? `[${opts.label}] ` : ''),
+    appIdPrefix: opts.appIdPrefix ?? (opts.label ? `${opts.label}.` : ''),
+    access: manager ? (guest) => vmContext(waylandSock, manager, label, guest, log) : undefined,
+  });
+  const deviceOptions = { wayland, log: deviceLog, limits: opts.guestLimit };
+  const server = listenPath ? new LocalLinkServer(listenPath, deviceOptions) : null;
   try {
     server?.listen();
   } catch (e) {
     throw new UsageError(`cannot listen on ${listenPath}: ${systemError(e)}`);
   }
   if (listenPath) log.info(`serving guests on ${listenPath}, channels to ${waylandSock}`);
-  const vhost = vhostPath
-    ? new VhostUserServer(vhostPath, { waylandSocket: waylandSock, log: deviceLog })
-    : null;
+  const vhost = vhostPath ? new VhostUserServer(vhostPath, deviceOptions) : null;
   try {
     vhost?.listen();
   } catch (e) {
@@ -134,6 +195,39 @@ export async function main(argv: string[]): Promise<number> {
       stop(70);
     });
   });
+}
+
+/** The compositor's security-context manager, or null (said once in the log). */
+function securityContextManager(socket: string, log: Log): SecurityContextManager | null {
+  let manager: SecurityContextManager | null = null;
+  try {
+    manager = findSecurityContextManager(socket);
+  } catch (e) {
+    log.warn(`cannot ask the compositor for security contexts: ${errorMessage(e)}`);
+  }
+  if (manager) log.info('each VM gets a security context of its own (sandbox engine tswl-host)');
+  else
+    log.info(
+      "the compositor offers no security contexts (wp_security_context_manager_v1): guests are limited by tswl-host's own filter",
+    );
+  return manager;
+}
+
+/** A VM's way to the compositor: its own security context, else (said in the log) the socket. */
+function vmContext(
+  socket: string,
+  manager: SecurityContextManager,
+  label: string,
+  guest: string,
+  log: Log,
+): CompositorAccess {
+  const instance = `${label}-${process.pid}-${guest.replace(/\W+/g, '')}`;
+  try {
+    return openSecurityContext(socket, manager, label, instance);
+  } catch (e) {
+    log.warn(`${guest}: no security context (${errorMessage(e)}); its channels use ${socket}`);
+    return { connect: () => native.connectUnix(socket), close: () => {} };
+  }
 }
 
 function checkCompositor(path: string): void {

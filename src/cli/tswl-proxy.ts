@@ -11,14 +11,15 @@ import * as native from '../native/index.js';
 import { ProtocolTables } from '../protocol/tables.js';
 import { ProxyServer } from '../proxy.js';
 import { relayHooks } from '../relay/hooks.js';
+import {
+  PRIVILEGED_GLOBALS,
+  VM_BOUNDARY_HIDDEN_GLOBALS,
+  parseAllowGlobal,
+  withheldGlobals,
+} from '../relay/policy.js';
 import type { HostConnector } from '../relay/relay.js';
 import type { ShadowAllocatorSource } from '../relay/shm.js';
-import {
-  CROSS_DOMAIN_HIDDEN_GLOBALS,
-  connectCrossDomain,
-  crossDomainShadowShm,
-  openVirtGpu,
-} from '../links/cross-domain.js';
+import { connectCrossDomain, crossDomainShadowShm, openVirtGpu } from '../links/cross-domain.js';
 import { connectVirtWl, openVirtWl, virtWlShadowShm } from '../links/virtwl.js';
 import { discoverVirtGpu } from '../virtgpu/drm.js';
 import { Connection } from '../wire/connection.js';
@@ -34,6 +35,8 @@ interface Options {
   virtioGpuDevice?: string;
   virtioWl?: string;
   tag?: string;
+  appIdPrefix?: string;
+  allowGlobal: string[];
   verbose?: boolean;
   logSuppress: string;
   logRingPath?: string;
@@ -85,6 +88,13 @@ export function buildProgram(): Command {
       'reach the host compositor through the legacy virtio_wl device instead (e.g. /dev/wl0, ChromiumOS kernels)',
     )
     .option('--tag <prefix>', 'prefix for the title of every toplevel window')
+    .option('--app-id-prefix <prefix>', 'prefix for the app_id of every toplevel window')
+    .option(
+      '--allow-global <names>',
+      'offer these privileged globals to clients too, comma-separated (repeatable; see below)',
+      parseAllowGlobal,
+      [],
+    )
     .option('-v, --verbose', 'trace every message on both sides, and say more')
     .option(
       '--log-suppress <classes>',
@@ -99,6 +109,10 @@ export function buildProgram(): Command {
     .addHelpText(
       'after',
       `
+Privileged globals are offered only when allowed with --allow-global (across a VM boundary,
+tswl-host decides again for itself):
+  ${[...PRIVILEGED_GLOBALS.keys()].join(', ')}
+
 Tracing: WAYLAND_DEBUG_PROXY=client,server (else WAYLAND_DEBUG; 1 means client,server) traces
 the proxy's connections to clients and to the host compositor.
 
@@ -168,6 +182,12 @@ export async function main(argv: string[]): Promise<number> {
   if (opts.virtioWl && (opts.virtioGpu || opts.virtioGpuDevice)) {
     throw new UsageError('--virtio-wl and --virtio-gpu are two ways to reach the host: pick one');
   }
+  let withheld: Set<string>;
+  try {
+    withheld = withheldGlobals(opts.allowGlobal);
+  } catch (e) {
+    throw new UsageError(`--allow-global: ${(e as Error).message}`);
+  }
   const host = opts.virtioWl
     ? virtioWlHost(opts.virtioWl)
     : opts.virtioGpu || opts.virtioGpuDevice
@@ -183,8 +203,9 @@ export async function main(argv: string[]): Promise<number> {
     tables: new ProtocolTables(allInterfaces),
     hooks: relayHooks({
       tag: opts.tag ?? '',
+      appIdPrefix: opts.appIdPrefix ?? '',
       shadowShm: host.shadowShm,
-      hiddenGlobals: host.hiddenGlobals,
+      hiddenGlobals: new Set([...withheld, ...host.hiddenGlobals]),
     }),
     warn: log.warn,
     trace: tracer,
@@ -320,7 +341,7 @@ function virtioWlHost(device: string): HostRoute {
     name: device,
     connect: (handler) => connectVirtWl(device, handler),
     shadowShm: virtWlShadowShm,
-    hiddenGlobals: CROSS_DOMAIN_HIDDEN_GLOBALS,
+    hiddenGlobals: VM_BOUNDARY_HIDDEN_GLOBALS,
   };
 }
 
@@ -346,6 +367,6 @@ function virtioGpuHost(opts: Options): HostRoute {
     name: device,
     connect: (handler) => connectCrossDomain(device, handler),
     shadowShm: crossDomainShadowShm,
-    hiddenGlobals: CROSS_DOMAIN_HIDDEN_GLOBALS,
+    hiddenGlobals: VM_BOUNDARY_HIDDEN_GLOBALS,
   };
 }

@@ -1,12 +1,15 @@
 // The cross-domain context type (capset 5) as crosvm's rutabaga implements it: the command
 // decoder for SUBMIT_3D buffers, the item table, the query and channel rings (mailboxes the host
-// writes at offset 0 of their first backing entry), one compositor connection per context and
-// one host→guest message per ring-1 fence.
+// writes at offset 0 of their first backing entry), and one host→guest message per ring-1 fence.
+// Unlike crosvm, a Wayland channel is not handed to the compositor unread: its bytes go through
+// tswl-host's relay (the same code as tswl-proxy's, with the host's policy), which owns the
+// compositor connection; the channel (channel.ts) is the relay's client side.
 //
 // The guest is untrusted: every field is checked before use; a bad command fails this context
 // only (ContextError), and a severe one disables it for good.
 
 import * as native from '../native/index.js';
+import type { EndpointConnector, Relay } from '../relay/relay.js';
 import {
   CROSS_DOMAIN_CHANNEL_TYPE_WAYLAND,
   CROSS_DOMAIN_GET_IMAGE_REQUIREMENTS_SIZE,
@@ -26,11 +29,13 @@ import {
   SendReceive,
   VirtioGpuResp,
 } from '../virtgpu/protocol.js';
+import type { GuestLimits } from './budget.js';
+import { GuestChannel } from './channel.js';
 import { ContextError, DeviceError, type DeviceLog, errorMessage } from './errors.js';
 import { type FdLedger, dupMemory, reopen } from './fds.js';
 import { type ImageRequirements, PAGE_SIZE, formatName, imageRequirements } from './gralloc.js';
 import type { GuestBacking } from './guest-memory.js';
-import { CompositorSocket, OUTBOX_LIMIT, ReadPipe, WritePipe } from './io.js';
+import { ReadPipe, WritePipe } from './io.js';
 
 /** A virtio-gpu resource as a context sees it (the device owns it). */
 export interface Resource {
@@ -42,6 +47,9 @@ export interface Resource {
   /** HOST3D blobs: the memory file (owned by the resource), else -1. */
   fd: number;
   readonly fdWritable: boolean;
+  /** Host memory counted against the guest's blob budget, and mem entries against its limit. */
+  blobBytes: number;
+  memEntries: number;
   /** Contexts it is attached to. */
   readonly contexts: Set<number>;
   /** Where RESOURCE_MAP_BLOB put it in the host-visible region, while mapped. */
@@ -52,10 +60,18 @@ export interface Resource {
 export interface ContextHost {
   readonly log: DeviceLog;
   readonly ledger: FdLedger;
-  /** The compositor socket a Wayland channel connects to. */
-  readonly waylandSocket: string;
+  readonly limits: GuestLimits;
+  /** Counts shared by all contexts of the guest. */
+  readonly usage: { items: number; blobBytes: number };
   resource(id: number): Resource | undefined;
-  /** A compositor connection that was backed up has caught up. */
+  /**
+   * Starts the relay of one Wayland channel: its compositor connection and the host's policy.
+   * Throws when the compositor cannot be reached.
+   */
+  openRelay(channel: EndpointConnector, label: string): Relay;
+  /** Guest bytes queued in all its contexts (the hard limit is limits.queuedBytes). */
+  queuedBytes(): number;
+  /** Something the transport paused for has drained: it may take the guest's commands again. */
   backlogDrained(): void;
 }
 
@@ -70,6 +86,8 @@ export interface RingFence {
 export interface BlobMemory {
   readonly fd: number;
   readonly writable: boolean;
+  /** Bytes counted against the guest's blob budget (released with the resource). */
+  readonly bytes: number;
 }
 
 type Item =
@@ -86,8 +104,6 @@ type Item =
 /** The smallest rings INIT accepts: room for the reply, and for a RECEIVE with some data. */
 export const MIN_QUERY_RING = CROSS_DOMAIN_IMAGE_REQUIREMENTS_SIZE;
 export const MIN_CHANNEL_RING = 512;
-/** Items one context may hold (image templates are never freed while it lives). */
-export const MAX_ITEMS = 65536;
 /** Most warnings one context logs; a guest stuck in a loop of errors must not flood the log. */
 const MAX_WARNINGS = 50;
 
@@ -105,7 +121,8 @@ const COMMAND_NAMES = [
 /** Scratch space for one host→guest message; the event loop runs one context at a time. */
 const scratch = Buffer.alloc(65536);
 const scratchView = new DataView(scratch.buffer, scratch.byteOffset, scratch.byteLength);
-const recvOut = new Int32Array(native.RECV_OUT_LENGTH);
+
+let nextChannelLabel = 1;
 
 export class CrossDomainContext {
   /** Resources attached with CTX_ATTACH_RESOURCE. */
@@ -113,15 +130,14 @@ export class CrossDomainContext {
   private initialized = false;
   private queryRing = 0;
   private channelRing = 0;
-  /** Set once an INIT asked for a channel (a context gets at most one). */
-  private hasChannel = false;
-  private socket: CompositorSocket | null = null;
-
-  /** Bytes from the guest still waiting for the compositor to read them. */
-  get backlog(): number {
-    return this.socket?.queuedBytes ?? 0;
-  }
+  /** The Wayland channel, once an INIT asked for one (a context gets at most one). */
+  private channel: GuestChannel | null = null;
+  private relay: Relay | null = null;
+  /** The empty RECEIVE that ends the channel went out. */
+  private endOfFileSent = false;
   private readonly items = new Map<number, Item>();
+  /** Image templates by width, height and format: a repeated query reuses its item. */
+  private readonly images = new Map<string, number>();
   private nextItemId = 2;
   private readPipeId = CROSS_DOMAIN_PIPE_READ_START;
   private readonly readPipes = new Set<ReadPipe>();
@@ -137,6 +153,39 @@ export class CrossDomainContext {
     readonly label: string,
     private readonly host: ContextHost,
   ) {}
+
+  /**
+   * Guest bytes waiting: what the relay has not taken because the compositor is behind, and what
+   * clipboard readers have not read. The transport stops taking commands while it is large.
+   */
+  get backlog(): number {
+    let bytes = this.channel?.unprocessed ?? 0;
+    for (const item of this.items.values())
+      if (item.kind === 'write-pipe') bytes += item.pipe.queued;
+    for (const p of this.draining) bytes += p.queued;
+    return bytes;
+  }
+
+  /** Every byte queued for or from this guest in this context, for the guest's hard limit. */
+  get queuedBytes(): number {
+    const relay = this.relay;
+    let bytes = this.backlog + (this.channel?.out.pending ?? 0);
+    if (relay && !relay.host.closed) bytes += relay.host.out.pending;
+    return bytes;
+  }
+
+  /** fds in flight through the relay (not in the ledger): its queues and its compositor socket. */
+  get fdsInFlight(): number {
+    const relay = this.relay;
+    let n = this.channel?.heldFds ?? 0;
+    if (relay && !relay.host.closed) n += 1 + relay.host.inFds.length + relay.host.out.fds.length;
+    return n;
+  }
+
+  /** Pending fenced commands, for the guest's fence budget. */
+  get pendingFences(): number {
+    return this.fences.length;
+  }
 
   // ---- SUBMIT_3D ------------------------------------------------------------------------------
 
@@ -222,7 +271,7 @@ export class CrossDomainContext {
     const queryRing = c.getUint32(8, true);
     const channelRing = size === CrossDomainInitSize.LEGACY ? queryRing : c.getUint32(12, true);
     const channelType = c.getUint32(size === CrossDomainInitSize.LEGACY ? 12 : 16, true);
-    if (this.hasChannel) {
+    if (this.channel) {
       throw new ContextError('a second INIT: this context already has its channel');
     }
     if (channelType !== 0 && channelType !== CROSS_DOMAIN_CHANNEL_TYPE_WAYLAND) {
@@ -231,27 +280,24 @@ export class CrossDomainContext {
       );
     }
     this.ring(queryRing, MIN_QUERY_RING, 'query');
-    if (channelType !== 0) this.ring(channelRing, MIN_CHANNEL_RING, 'channel');
     if (channelType !== 0) {
+      this.ring(channelRing, MIN_CHANNEL_RING, 'channel');
       if (!this.host.ledger.hasRoom()) throw new ContextError('the guest holds too many fds');
-      let fd: number;
-      try {
-        fd = native.connectUnix(this.host.waylandSocket);
-      } catch (e) {
-        throw new ContextError(
-          `cannot connect to the compositor at ${this.host.waylandSocket}: ${errorMessage(e)}`,
-        );
-      }
-      this.host.ledger.take(fd);
-      this.socket = new CompositorSocket(
-        fd,
-        this.host.ledger,
-        () => this.onSourceReadable(null),
-        (e) => this.note(`writing to the compositor failed: ${e.message}`),
+      const channel = new GuestChannel(
+        nextChannelLabel++,
+        () => this.deliver(),
         () => this.host.backlogDrained(),
       );
-      this.hasChannel = true;
-      if (this.host.log.verbose) this.info(`connected to the compositor (fd ${fd})`);
+      try {
+        this.relay = this.host.openRelay((handler) => {
+          channel.handler = handler;
+          return channel;
+        }, this.label);
+      } catch (e) {
+        throw new ContextError(`cannot connect to the compositor: ${errorMessage(e)}`);
+      }
+      this.channel = channel;
+      if (this.host.log.verbose) this.info('connected to the compositor');
     }
     this.queryRing = queryRing;
     this.channelRing = channelRing;
@@ -267,14 +313,21 @@ export class CrossDomainContext {
     const width = c.getUint32(8, true);
     const height = c.getUint32(12, true);
     const format = c.getUint32(16, true);
+    const key = `${width}x${height}:${format}`;
+    let blobId = this.images.get(key);
     let reqs: ImageRequirements;
-    try {
-      reqs = imageRequirements(width, height, format);
-    } catch (e) {
-      throw new ContextError(`GET_IMAGE_REQUIREMENTS: ${errorMessage(e)}`);
+    if (blobId !== undefined) {
+      reqs = (this.items.get(blobId) as { reqs: ImageRequirements }).reqs;
+    } else {
+      try {
+        reqs = imageRequirements(width, height, format);
+      } catch (e) {
+        throw new ContextError(`GET_IMAGE_REQUIREMENTS: ${errorMessage(e)}`);
+      }
+      blobId = this.addItem({ kind: 'image', reqs });
+      this.images.set(key, blobId);
     }
     const ring = this.ring(this.queryRing, MIN_QUERY_RING, 'query');
-    const blobId = this.addItem({ kind: 'image', reqs });
     const r = scratch.subarray(0, CROSS_DOMAIN_IMAGE_REQUIREMENTS_SIZE).fill(0);
     for (let p = 0; p < 4; p++) {
       scratchView.setUint32(Reqs.STRIDES + 4 * p, reqs.strides[p], true);
@@ -315,20 +368,16 @@ export class CrossDomainContext {
         true,
       );
     }
-    const socket = this.socket;
-    if (!socket) {
-      throw new ContextError(
-        this.hasChannel
-          ? 'SEND after the compositor closed the connection'
-          : 'SEND without a channel (INIT with channel type 1 first)',
-      );
-    }
+    const channel = this.channel;
+    if (!channel) throw new ContextError('SEND without a channel (INIT with channel type 1 first)');
+    if (channel.closed) throw new ContextError('SEND after the channel was closed');
     if (count > 0 && dataSize === 0)
       throw new ContextError('SEND of identifiers without data to carry them');
     if (dataSize === 0) return;
-    if (socket.queuedBytes > OUTBOX_LIMIT) {
+    const queued = this.host.queuedBytes();
+    if (queued + dataSize > this.host.limits.queuedBytes) {
       throw new ContextError(
-        `the compositor is not reading (${socket.queuedBytes} bytes queued)`,
+        `the guest has ${queued} bytes queued, its limit is ${this.host.limits.queuedBytes}`,
         true,
       );
     }
@@ -348,8 +397,9 @@ export class CrossDomainContext {
               `SEND of resource ${id}, which has no host memory (guest blobs cannot be sent)`,
             );
           }
-          if (!ledger.hasRoom()) throw new ContextError('the guest holds too many fds');
-          fds.push(ledger.take(dupMemory(r.fd, r.fdWritable)));
+          if (!ledger.hasRoom(fds.length + 1))
+            throw new ContextError('the guest holds too many fds');
+          fds.push(dupMemory(r.fd, r.fdWritable));
         } else if (type === CrossDomainId.READ_PIPE) {
           if (readPipe)
             throw new ContextError(
@@ -361,15 +411,17 @@ export class CrossDomainContext {
               `SEND predicted read pipe id 0x${id.toString(16)}, but the host allocated 0x${allocated.toString(16)}`,
             );
           }
-          if (!ledger.hasRoom(3)) throw new ContextError('the guest holds too many fds');
+          if (!ledger.hasRoom(fds.length + 3))
+            throw new ContextError('the guest holds too many fds');
+          if (this.host.usage.items >= this.host.limits.items)
+            throw new ContextError(`the guest has ${this.host.usage.items} items, its limit`);
           const [r, w] = native.pipe();
           readPipe = { id, fd: ledger.take(r) };
-          ledger.take(w);
           try {
             // The compositor's client gets a blocking write end, as from pipe(2) under crosvm.
-            fds.push(ledger.take(reopen(w, 'write')));
+            fds.push(reopen(w, 'write'));
           } finally {
-            ledger.close(w);
+            native.close(w);
           }
         } else {
           throw new ContextError(
@@ -377,19 +429,21 @@ export class CrossDomainContext {
           );
         }
       }
-      socket.send(buf, pos + SendReceive.DATA, pos + SendReceive.DATA + dataSize, fds);
     } catch (e) {
-      for (const fd of fds) ledger.close(fd);
+      for (const fd of fds) native.close(fd);
       if (readPipe) ledger.close(readPipe.fd);
       if (e instanceof ContextError) throw e;
       throw new ContextError(`SEND: ${errorMessage(e)}`);
     }
     if (readPipe) {
-      const pipe = new ReadPipe(readPipe.id, readPipe.fd, ledger, (p) => this.onSourceReadable(p));
+      const pipe = new ReadPipe(readPipe.id, readPipe.fd, ledger, (p) => this.onPipeReadable(p));
       this.items.set(readPipe.id, { kind: 'read-pipe', pipe });
+      this.host.usage.items++;
       this.readPipes.add(pipe);
       pipe.setReading(this.fences.length > 0);
     }
+    // the relay reads the bytes now (or once the compositor catches up) and owns the fds
+    channel.push(buf, pos + SendReceive.DATA, pos + SendReceive.DATA + dataSize, fds);
   }
 
   private write(c: DataView, buf: Uint8Array, pos: number, size: number): void {
@@ -414,9 +468,16 @@ export class CrossDomainContext {
         `WRITE to identifier 0x${id.toString(16)}, which is not a write pipe of this context`,
       );
     }
+    const queued = this.host.queuedBytes();
+    if (queued + dataSize > this.host.limits.queuedBytes) {
+      throw new ContextError(
+        `the guest has ${queued} bytes queued, its limit is ${this.host.limits.queuedBytes}`,
+        true,
+      );
+    }
     item.pipe.write(buf, pos + ReadWrite.DATA, pos + ReadWrite.DATA + dataSize);
     if (hangUp !== 0) {
-      this.items.delete(id);
+      this.removeItem(id);
       if (!item.pipe.closed) {
         this.draining.add(item.pipe);
         item.pipe.hangUp();
@@ -429,13 +490,19 @@ export class CrossDomainContext {
   private addItem(item: Item): number {
     const id = this.allocItemId();
     this.items.set(id, item);
+    this.host.usage.items++;
     return id;
   }
 
-  /** The next item id (one counter from 2), once the table has room. */
+  private removeItem(id: number): void {
+    if (this.items.delete(id)) this.host.usage.items--;
+  }
+
+  /** The next item id (one counter from 2), once the guest's budget has room. */
   private allocItemId(): number {
-    if (this.items.size >= MAX_ITEMS)
-      throw new ContextError(`the item table is full (${MAX_ITEMS} items)`);
+    const usage = this.host.usage;
+    if (usage.items >= this.host.limits.items)
+      throw new ContextError(`the guest has ${usage.items} items, its limit`);
     if (this.nextItemId >= CROSS_DOMAIN_PIPE_READ_START) throw new ContextError('out of item ids');
     return this.nextItemId++;
   }
@@ -469,6 +536,13 @@ export class CrossDomainContext {
           VirtioGpuResp.ERR_INVALID_PARAMETER,
         );
       }
+      const usage = this.host.usage;
+      if (usage.blobBytes + item.reqs.size > this.host.limits.blobBytes) {
+        throw new DeviceError(
+          `HOST3D blob: the guest has ${usage.blobBytes} bytes of host memory, ${item.reqs.size} more is over its limit of ${this.host.limits.blobBytes}`,
+          VirtioGpuResp.ERR_OUT_OF_MEMORY,
+        );
+      }
       if (!this.host.ledger.hasRoom()) {
         throw new DeviceError(
           'HOST3D blob: the guest holds too many fds',
@@ -481,7 +555,8 @@ export class CrossDomainContext {
       } catch (e) {
         throw new DeviceError(`HOST3D blob: ${errorMessage(e)}`, VirtioGpuResp.ERR_OUT_OF_MEMORY);
       }
-      return { fd: this.host.ledger.take(fd), writable: true };
+      usage.blobBytes += item.reqs.size;
+      return { fd: this.host.ledger.take(fd), writable: true, bytes: item.reqs.size };
     }
     if (item.kind === 'blob') {
       const limit = Math.ceil(item.size / PAGE_SIZE) * PAGE_SIZE;
@@ -491,8 +566,8 @@ export class CrossDomainContext {
           VirtioGpuResp.ERR_INVALID_PARAMETER,
         );
       }
-      this.items.delete(Number(blobId));
-      return { fd: item.fd, writable: item.writable };
+      this.removeItem(Number(blobId));
+      return { fd: item.fd, writable: item.writable, bytes: 0 };
     }
     throw new DeviceError(
       `HOST3D blob: identifier ${blobId} is a ${item.kind}, not a blob`,
@@ -541,87 +616,85 @@ export class CrossDomainContext {
       return;
     }
     this.fences.push(fence);
-    if (this.fences.length === 1) this.updatePolling();
+    this.deliver();
+    if (this.fences.length > 0) this.updatePolling();
   }
 
+  /** Read pipes are watched while a fence waits for a message. */
   private updatePolling(): void {
     const on = this.fences.length > 0 && this.disabled === null && !this.destroyed;
-    this.socket?.setReading(on);
     for (const p of this.readPipes) p.setReading(on);
   }
 
-  /** A source is readable: turn one message from it into the channel ring, for one fence. */
-  private onSourceReadable(pipe: ReadPipe | null): void {
-    if (this.fences.length === 0 || this.disabled !== null || this.destroyed) return;
-    let delivered: boolean;
-    try {
-      delivered = pipe ? this.readFromPipe(pipe) : this.receive();
-    } catch (e) {
-      this.disable(errorMessage(e));
-      return;
-    }
-    if (!delivered) return;
+  /** Signals the oldest waiting fence: one message was written for it. */
+  private signalFence(): void {
     const fence = this.fences.shift()!;
     if (this.fences.length === 0) this.updatePolling();
     fence.signal();
   }
 
-  /** RECEIVE: one recvmsg of at most 3744 bytes and 28 fds from the compositor. */
-  private receive(): boolean {
-    const socket = this.socket;
-    if (!socket) return false;
+  /**
+   * Gives waiting fences what the relay has for the guest: RECEIVEs while it has output, then,
+   * once the channel is closed and drained, the one empty RECEIVE that means end of file.
+   */
+  private deliver(): void {
+    const channel = this.channel;
+    if (!channel || this.disabled !== null || this.destroyed) return;
+    try {
+      while (this.fences.length > 0) {
+        if (channel.hasOutput) this.receive(channel);
+        else if (channel.closed && !this.endOfFileSent) {
+          this.endOfFileSent = true;
+          if (this.host.log.verbose) this.info('the channel is closed');
+          this.writeEndOfFile();
+        } else return;
+        this.signalFence();
+      }
+    } catch (e) {
+      this.disable(errorMessage(e));
+    }
+  }
+
+  /**
+   * One RECEIVE: at most 3744 bytes (or what the ring holds) and 28 identifiers of the relay's
+   * output. fds go no later than the bytes of their messages: when some are left for the next
+   * RECEIVE, this one carries too few bytes to finish a message.
+   */
+  private receive(channel: GuestChannel): void {
     const ring = this.ring(this.channelRing, MIN_CHANNEL_RING, 'channel');
     const room = Math.min(
       CROSS_DOMAIN_MAX_SEND_RECV_SIZE,
       ring.entryLengths[0] - CROSS_DOMAIN_SEND_RECEIVE_SIZE,
     );
-    let n: number;
-    try {
-      n = native.recvmsg(socket.fd, scratch, SendReceive.DATA, SendReceive.DATA + room, recvOut);
-    } catch (e) {
-      this.note(`reading from the compositor failed: ${errorMessage(e)}`);
-      n = 0;
-      recvOut[0] = 0;
-    }
-    const nfds = recvOut[0];
-    if (n < 0 && nfds === 0) {
-      if (!socket.pollFailed) return false;
-      n = 0;
-    }
-    if (n <= 0 && nfds === 0) {
-      // The compositor hung up: one empty RECEIVE, then the socket is no longer watched.
-      this.socket = null;
-      socket.close();
-      if (this.host.log.verbose) this.info('the compositor closed the connection');
-      scratch.fill(0, 0, CROSS_DOMAIN_SEND_RECEIVE_SIZE);
-      scratch[0] = CrossDomainCmd.RECEIVE;
-      this.writeRing(ring, CROSS_DOMAIN_SEND_RECEIVE_SIZE, 'channel');
-      return true;
-    }
-    if (n < 0) n = 0;
-    if (recvOut[1]) this.note('the compositor sent more than 28 fds at once; the rest were lost');
+    const out = channel.out;
     // Header: cmd RECEIVE, cmd_size left 0 as crosvm does.
     scratch.fill(0, 0, CROSS_DOMAIN_SEND_RECEIVE_SIZE);
     scratch[0] = CrossDomainCmd.RECEIVE;
+    let taken = 0;
     let count = 0;
-    for (let i = 0; i < nfds; i++) {
-      const exported = this.exportFd(recvOut[2 + i]);
+    while (taken < out.fds.length && count < CROSS_DOMAIN_MAX_IDENTIFIERS) {
+      const exported = this.exportFd(out.fds[taken++]);
       if (!exported) continue;
       scratchView.setUint32(SendReceive.IDENTIFIERS + 4 * count, exported.id, true);
       scratchView.setUint32(SendReceive.IDENTIFIER_TYPES + 4 * count, exported.type, true);
       scratchView.setUint32(SendReceive.IDENTIFIER_SIZES + 4 * count, exported.size, true);
       count++;
     }
+    out.fds.splice(0, taken);
+    let n = Math.min(out.pending, room);
+    if (out.fds.length > 0) n = Math.min(n, 4);
+    out.buf.copy(scratch, SendReceive.DATA, out.head, out.head + n);
+    const relieved = out.sent(n);
     scratchView.setUint32(SendReceive.NUM_IDENTIFIERS, count, true);
     scratchView.setUint32(SendReceive.OPAQUE_DATA_SIZE, n, true);
     this.writeRing(ring, CROSS_DOMAIN_SEND_RECEIVE_SIZE + n, 'channel');
-    return true;
+    if (relieved) queueMicrotask(() => channel.handler?.onDrain?.());
   }
 
   /**
-   * Makes a received fd an item the guest can name: memory → VIRTGPU_BLOB with its size, the
-   * write end of a pipe → WRITE_PIPE. Anything else is closed and logged (the message goes on
-   * without it); so is an fd over this guest's budget.
+   * Makes an fd from the compositor an item the guest can name: memory → VIRTGPU_BLOB with its
+   * size, the write end of a pipe → WRITE_PIPE. Anything else is closed and logged (the message
+   * goes on without it); so is an fd over this guest's budget. The fd is consumed.
    */
   private exportFd(fd: number): { id: number; type: number; size: number } | null {
     const ledger = this.host.ledger;
@@ -633,7 +706,7 @@ export class CrossDomainContext {
       native.close(fd);
       return null;
     }
-    if (!ledger.hasRoom() || this.items.size >= MAX_ITEMS) {
+    if (!ledger.hasRoom() || this.host.usage.items >= this.host.limits.items) {
       this.note("an fd from the compositor is over this guest's limit; dropped it");
       native.close(fd);
       return null;
@@ -671,13 +744,28 @@ export class CrossDomainContext {
         ledger,
         (m) => this.note(m),
         (p) => this.draining.delete(p),
+        () => this.host.backlogDrained(),
       );
       this.items.set(id, { kind: 'write-pipe', pipe });
+      this.host.usage.items++;
       return { id, type: CrossDomainId.WRITE_PIPE, size: 0 };
     }
     this.note(`the compositor sent a ${kind.kind} fd, which cannot pass to the guest; closed it`);
     native.close(fd);
     return null;
+  }
+
+  /** A read pipe has data (or hung up): one READ for the oldest waiting fence. */
+  private onPipeReadable(pipe: ReadPipe): void {
+    if (this.fences.length === 0 || this.disabled !== null || this.destroyed) return;
+    let delivered: boolean;
+    try {
+      delivered = this.readFromPipe(pipe);
+    } catch (e) {
+      this.disable(errorMessage(e));
+      return;
+    }
+    if (delivered) this.signalFence();
   }
 
   /** READ: what the pipe has, up to the ring's room; hang_up (and the pipe closes) at its end. */
@@ -698,7 +786,7 @@ export class CrossDomainContext {
     scratchView.setUint32(ReadWrite.HANG_UP, n === 0 ? 1 : 0, true);
     scratchView.setUint32(ReadWrite.OPAQUE_DATA_SIZE, n, true);
     if (n === 0) {
-      this.items.delete(pipe.id);
+      this.removeItem(pipe.id);
       this.readPipes.delete(pipe);
       pipe.close();
     }
@@ -753,14 +841,18 @@ export class CrossDomainContext {
   }
 
   private releaseIo(): void {
-    this.socket?.close();
-    this.socket = null;
+    const channel = this.channel;
+    channel?.discard((fd) => native.close(fd));
+    this.relay?.close();
+    this.relay = null;
     for (const item of this.items.values()) {
       if (item.kind === 'blob') this.host.ledger.close(item.fd);
       else if (item.kind === 'write-pipe') item.pipe.close();
       else if (item.kind === 'read-pipe') item.pipe.close();
     }
+    this.host.usage.items -= this.items.size;
     this.items.clear();
+    this.images.clear();
     this.readPipes.clear();
     for (const p of [...this.draining]) p.close();
     this.draining.clear();

@@ -29,10 +29,12 @@ import {
   VirtioGpuFlag,
   VirtioGpuResp,
 } from '../virtgpu/protocol.js';
+import { DEFAULT_LIMITS, type GuestLimits } from './budget.js';
 import { CrossDomainContext, type Resource } from './cross-domain.js';
 import { DeviceError, type DeviceLog, errorMessage } from './errors.js';
 import { FdLedger, closeQuietly, dupMemory } from './fds.js';
 import type { GuestMemory, MemEntry } from './guest-memory.js';
+import type { CompositorAccess, HostWayland } from './wayland.js';
 
 /** Feature bits the device offers: F_VIRGL (needed for contexts), RESOURCE_BLOB, CONTEXT_INIT. */
 export const DEVICE_FEATURES =
@@ -74,21 +76,21 @@ export interface Reply {
 }
 
 export interface DeviceOptions {
-  /** The compositor socket each Wayland channel connects to (crosvm's --wayland-sock). */
-  readonly waylandSocket: string;
+  /** How Wayland channels reach the compositor, with the host's policy. */
+  readonly wayland: HostWayland;
   readonly log: DeviceLog;
   /** Names the guest in log lines ("guest 3"). */
   readonly name: string;
-  /** Most fds this guest may make the host hold. */
-  readonly fdBudget?: number;
-  /** The compositor caught up with a context whose Wayland bytes had backed up (see backlog). */
+  /** What this guest may make the host hold (DEFAULT_LIMITS when absent). */
+  readonly limits?: GuestLimits;
+  /** A backlog the transport paused for has drained (see backlog). */
   readonly onBacklogDrained?: () => void;
 }
 
-export const MAX_CONTEXTS = 4096;
-export const MAX_RESOURCES = 65536;
-/** Most mem entries one GUEST blob may have. */
+export const MAX_RESOURCES = 16384;
+/** Most mem entries one GUEST blob may have, and all of a guest's blobs together. */
 export const MAX_MEM_ENTRIES = 16384;
+export const MAX_GUEST_MEM_ENTRIES = 65536;
 /** Most device-level warnings one guest gets logged (contexts count their own). */
 const MAX_WARNINGS = 100;
 
@@ -103,22 +105,30 @@ interface Header {
 
 export class GpuDevice {
   readonly ledger: FdLedger;
+  readonly limits: GuestLimits;
+  /** Counts shared by the guest's contexts (items, host memory) and its blobs (mem entries). */
+  readonly usage = { items: 0, blobBytes: 0, memEntries: 0 };
   private readonly resources = new Map<number, Resource>();
   private readonly contexts = new Map<number, CrossDomainContext>();
+  private access: CompositorAccess | null = null;
   private destroyed = false;
   private warnings = 0;
   private readonly log: DeviceLog;
 
   constructor(private readonly options: DeviceOptions) {
-    this.ledger = new FdLedger(options.fdBudget ?? 4096);
+    this.limits = options.limits ?? DEFAULT_LIMITS;
+    this.ledger = new FdLedger(this.limits.fds, () => {
+      let n = 0;
+      for (const ctx of this.contexts.values()) n += ctx.fdsInFlight;
+      return n;
+    });
     this.log = options.log;
   }
 
-  /** Counts, for tests and leak checks. */
   /**
-   * Wayland bytes from this guest that its compositor connections have not taken yet. A
-   * transport stops taking commands while it is large, so a guest that floods the compositor is
-   * slowed down instead of growing the host's memory.
+   * Bytes from this guest that the compositor or a clipboard reader has not taken yet. A
+   * transport stops taking commands while it is large (BACKLOG_PAUSE), so a guest that floods the
+   * compositor is slowed down instead of growing the host's memory.
    */
   get backlog(): number {
     let bytes = 0;
@@ -126,8 +136,33 @@ export class GpuDevice {
     return bytes;
   }
 
-  get stats(): { contexts: number; resources: number; fds: number } {
-    return { contexts: this.contexts.size, resources: this.resources.size, fds: this.ledger.open };
+  /** Counts, for tests, leak checks and the budgets. */
+  get stats(): {
+    contexts: number;
+    resources: number;
+    fds: number;
+    items: number;
+    blobBytes: number;
+    fences: number;
+    queuedBytes: number;
+  } {
+    let fences = 0;
+    for (const ctx of this.contexts.values()) fences += ctx.pendingFences;
+    return {
+      contexts: this.contexts.size,
+      resources: this.resources.size,
+      fds: this.ledger.open,
+      items: this.usage.items,
+      blobBytes: this.usage.blobBytes,
+      fences,
+      queuedBytes: this.queuedBytes(),
+    };
+  }
+
+  private queuedBytes(): number {
+    let bytes = 0;
+    for (const ctx of this.contexts.values()) bytes += ctx.queuedBytes;
+    return bytes;
   }
 
   /**
@@ -186,16 +221,36 @@ export class GpuDevice {
     this.contexts.clear();
     for (const r of this.resources.values()) this.release(r);
     this.resources.clear();
+    this.access?.close();
+    this.access = null;
   }
 
   private fence(hdr: Header, out: Reply, reply: (reply: Reply) => void): void {
     if (hdr.flags & VirtioGpuFlag.INFO_RING_IDX) {
       const ctx = this.contexts.get(hdr.ctxId);
       if (ctx && hdr.ringIdx === CROSS_DOMAIN_CHANNEL_RING) {
+        if (this.stats.fences >= this.limits.fences) {
+          // a guest polls once per channel: this many waiting is a guest hoarding our memory
+          ctx.disable(`the guest has ${this.limits.fences} fenced commands waiting, its limit`);
+        }
+        const held = out.map ? out.map.fd : -1;
+        if (held >= 0) {
+          // the answer keeps a file open until its fence signals: it counts for the guest
+          if (!this.ledger.hasRoom()) {
+            closeQuietly(held);
+            this.warn('RESOURCE_MAP_BLOB: the guest holds too many fds; refused');
+            reply({ response: header(VirtioGpuResp.ERR_OUT_OF_MEMORY) });
+            return;
+          }
+          this.ledger.take(held);
+        }
         ctx.addRingFence({
-          signal: () => reply(out),
+          signal: () => {
+            if (held >= 0) this.ledger.untake(held);
+            reply(out);
+          },
           drop: () => {
-            if (out.map) closeQuietly(out.map.fd);
+            if (held >= 0) this.ledger.close(held);
           },
         });
         return;
@@ -357,9 +412,9 @@ export class GpuDevice {
         VirtioGpuResp.ERR_INVALID_CONTEXT_ID,
       );
     }
-    if (this.contexts.size >= MAX_CONTEXTS) {
+    if (this.contexts.size >= this.limits.contexts) {
       throw new DeviceError(
-        `the guest has ${MAX_CONTEXTS} contexts already`,
+        `the guest has ${this.limits.contexts} contexts already, its limit`,
         VirtioGpuResp.ERR_OUT_OF_MEMORY,
       );
     }
@@ -384,8 +439,16 @@ export class GpuDevice {
       new CrossDomainContext(ctxId, label, {
         log: this.log,
         ledger: this.ledger,
-        waylandSocket: this.options.waylandSocket,
+        limits: this.limits,
+        usage: this.usage,
         resource: (id) => this.resources.get(id),
+        openRelay: (client, ctxLabel) => {
+          this.access ??= this.options.wayland.access(this.options.name);
+          return this.options.wayland.openRelay(this.access, client, (m) =>
+            this.log.warn(`${ctxLabel}: ${m}`),
+          );
+        },
+        queuedBytes: () => this.queuedBytes(),
         backlogDrained: () => this.options.onBacklogDrained?.(),
       }),
     );
@@ -421,6 +484,12 @@ export class GpuDevice {
           VirtioGpuResp.ERR_INVALID_PARAMETER,
         );
       }
+      if (this.usage.memEntries + count > MAX_GUEST_MEM_ENTRIES) {
+        throw new DeviceError(
+          `GUEST blob: the guest's blobs have ${this.usage.memEntries} mem entries, ${count} more is over ${MAX_GUEST_MEM_ENTRIES}`,
+          VirtioGpuResp.ERR_OUT_OF_MEMORY,
+        );
+      }
       if (v.byteLength < RESOURCE_CREATE_BLOB_SIZE + count * MEM_ENTRY_SIZE) {
         throw new DeviceError(
           `GUEST blob: its ${count} mem entries run past the command`,
@@ -441,6 +510,7 @@ export class GpuDevice {
           VirtioGpuResp.ERR_INVALID_PARAMETER,
         );
       }
+      this.usage.memEntries += count;
       r = {
         id,
         blobMem,
@@ -448,6 +518,8 @@ export class GpuDevice {
         backing,
         fd: -1,
         fdWritable: false,
+        blobBytes: 0,
+        memEntries: count,
         contexts: new Set(),
         mappedAt: null,
       };
@@ -467,6 +539,8 @@ export class GpuDevice {
         backing: null,
         fd: mem.fd,
         fdWritable: mem.writable,
+        blobBytes: mem.bytes,
+        memEntries: 0,
         contexts: new Set(),
         mappedAt: null,
       };
@@ -487,6 +561,10 @@ export class GpuDevice {
     r.backing?.release();
     if (r.fd >= 0) this.ledger.close(r.fd);
     r.fd = -1;
+    this.usage.blobBytes -= r.blobBytes;
+    this.usage.memEntries -= r.memEntries;
+    r.blobBytes = 0;
+    r.memEntries = 0;
     r.contexts.clear();
   }
 

@@ -50,15 +50,20 @@ export function dupMemory(fd: number, writable: boolean): number {
 export class FdLedger {
   private count = 0;
 
-  constructor(readonly budget: number) {}
+  constructor(
+    readonly budget: number,
+    /** fds held for the guest outside the ledger: in flight between it and the compositor. */
+    private readonly inFlight: () => number = () => 0,
+  ) {}
 
+  /** fds held for the guest, in the ledger and in flight. */
   get open(): number {
-    return this.count;
+    return this.count + this.inFlight();
   }
 
   /** Whether `n` more fds fit in the budget. */
   hasRoom(n = 1): boolean {
-    return this.count + n <= this.budget;
+    return this.count + this.inFlight() + n <= this.budget;
   }
 
   /** Counts `fd` as held; when the budget is spent, closes it and throws. */
@@ -69,6 +74,11 @@ export class FdLedger {
     }
     this.count++;
     return fd;
+  }
+
+  /** Stops counting `fd`, which now belongs to someone else (sent with a reply). */
+  untake(fd: number): void {
+    if (fd >= 0) this.count--;
   }
 
   close(fd: number): void {

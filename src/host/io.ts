@@ -1,6 +1,7 @@
-// Nonblocking writers for the fds a cross-domain context talks to: the compositor socket and
-// the write pipes the compositor hands out. Nothing here may block the event loop, because one
-// tswl-host process serves every guest: what cannot be written now waits in an Outbox.
+// Nonblocking pipes of a cross-domain context: the write pipes the compositor hands out (the
+// guest's WRITEs go into them) and the read pipes the host makes for the guest. Nothing here may
+// block the event loop, because one tswl-host process serves every guest: what cannot be written
+// now waits in an Outbox, and the transport stops taking the guest's commands while it is large.
 
 import * as native from '../native/index.js';
 import type { FdLedger } from './fds.js';
@@ -61,132 +62,10 @@ export class Outbox {
   }
 }
 
-/** Most bytes one writer keeps waiting before the host gives up on the reader. */
-export const OUTBOX_LIMIT = 16 * 1024 * 1024;
-
-/**
- * The context's connection to the compositor: a nonblocking stream socket, read only while a
- * ring-1 fence waits for a message (onReadable), written through an Outbox. A failed write
- * (the compositor went away) only stops the writing: what the compositor sent before leaving,
- * such as a wl_display.error, is still read, and the end of file after it.
- */
-export class CompositorSocket {
-  private readonly poller: native.Poller;
-  private readonly outbox: Outbox;
-  private reading = false;
-  /** Why writing stopped, once it has. */
-  writeError: Error | null = null;
-  /** Polling failed: reads that find nothing mean end of file. */
-  pollFailed = false;
-  closed = false;
-
-  constructor(
-    readonly fd: number,
-    private readonly ledger: FdLedger,
-    private readonly onReadable: () => void,
-    private readonly onWriteError: (error: Error) => void,
-    /** Everything queued has reached the compositor. */
-    private readonly onDrained: () => void = () => {},
-  ) {
-    this.outbox = new Outbox(ledger);
-    this.poller = new native.Poller(fd, (events, errorCode) => this.onPoll(events, errorCode));
-  }
-
-  get queuedBytes(): number {
-    return this.outbox.bytes;
-  }
-
-  setReading(on: boolean): void {
-    if (this.closed || this.reading === on) return;
-    this.reading = on;
-    if (on && this.pollFailed) {
-      queueMicrotask(() => {
-        if (!this.closed && this.reading) this.onReadable();
-      });
-      return;
-    }
-    this.updatePoll();
-  }
-
-  /**
-   * Sends src[start, end) with `fds` attached (fds need at least one byte). On success the
-   * socket owns the fds (closed once transmitted); on a throw they are still the caller's.
-   */
-  send(src: Uint8Array, start: number, end: number, fds: number[]): void {
-    if (this.closed) throw new Error('the compositor connection is closed');
-    if (this.writeError)
-      throw new Error(`the compositor connection failed: ${this.writeError.message}`);
-    if (this.outbox.empty) {
-      let n: number;
-      try {
-        n = native.sendmsg(this.fd, src, start, end, fds, fds.length);
-      } catch (e) {
-        this.failWrite(e as Error);
-        throw new Error(`the compositor connection failed: ${(e as Error).message}`);
-      }
-      if (n >= 0) {
-        for (const fd of fds) this.ledger.close(fd);
-        if (start + n === end) return;
-        this.outbox.push(src, start + n, end, []);
-      } else {
-        this.outbox.push(src, start, end, fds);
-      }
-      this.updatePoll();
-      return;
-    }
-    this.outbox.push(src, start, end, fds);
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.poller.close();
-    this.outbox.clear();
-    this.ledger.close(this.fd);
-  }
-
-  private failWrite(error: Error): void {
-    this.writeError = error;
-    this.outbox.clear();
-    this.updatePoll();
-  }
-
-  private updatePoll(): void {
-    if (this.closed || this.pollFailed) return;
-    this.poller.update(
-      (this.reading ? native.READABLE : 0) | (this.outbox.empty ? 0 : native.WRITABLE),
-    );
-  }
-
-  private onPoll(events: number, errorCode: string | null): void {
-    if (this.closed) return;
-    if (errorCode) {
-      this.pollFailed = true;
-      if (!this.outbox.empty) this.failWrite(new Error(`poll: ${errorCode}`));
-      if (this.reading) this.onReadable();
-      return;
-    }
-    if (events & native.WRITABLE && !this.outbox.empty) {
-      try {
-        this.outbox.flush((buf, s, e, fds) => native.sendmsg(this.fd, buf, s, e, fds, fds.length));
-      } catch (e) {
-        this.failWrite(e as Error);
-        this.onWriteError(e as Error);
-      }
-      if (this.outbox.empty) {
-        this.updatePoll();
-        this.onDrained();
-      }
-    }
-    if (this.closed) return;
-    if (this.reading && events & (native.READABLE | native.DISCONNECT)) this.onReadable();
-  }
-}
-
 /**
  * The write end of a pipe the compositor gave the guest (identifier type WRITE_PIPE): the guest's
- * WRITEs go into it. Writes never block; a reader that stops reading loses the data past
- * OUTBOX_LIMIT (the pipe is then closed, as if the guest had hung up).
+ * WRITEs go into it. Writes never block; what the reader has not taken yet waits, and counts in
+ * the guest's backlog, so a slow reader slows the guest down as a blocking pipe would under crosvm.
  */
 export class WritePipe {
   private readonly outbox: Outbox;
@@ -201,8 +80,15 @@ export class WritePipe {
     private readonly ledger: FdLedger,
     private readonly note: (message: string) => void,
     private readonly onClosed: (pipe: WritePipe) => void,
+    /** Everything queued was written. */
+    private readonly onDrained: () => void,
   ) {
     this.outbox = new Outbox(ledger);
+  }
+
+  /** Bytes waiting for the reader. */
+  get queued(): number {
+    return this.outbox.bytes;
   }
 
   write(src: Uint8Array, start: number, end: number): void {
@@ -223,12 +109,6 @@ export class WritePipe {
       if (start === end) return;
     }
     this.outbox.push(src, start, end, []);
-    if (this.outbox.bytes > OUTBOX_LIMIT) {
-      this.fail(
-        `write pipe 0x${this.id.toString(16)}: its reader left ${this.outbox.bytes} bytes unread; closing it`,
-      );
-      return;
-    }
     this.watch();
   }
 
@@ -243,17 +123,21 @@ export class WritePipe {
     this.closed = true;
     this.poller?.close();
     this.poller = null;
+    const hadBacklog = !this.outbox.empty;
     this.outbox.clear();
     this.ledger.close(this.fd);
     this.onClosed(this);
+    if (hadBacklog) this.onDrained();
   }
 
   private fail(message: string): void {
     this.note(message);
     this.broken = true;
+    const hadBacklog = !this.outbox.empty;
     this.outbox.clear();
     this.poller?.update(0);
     if (this.closeWhenDrained) this.close();
+    else if (hadBacklog) this.onDrained();
   }
 
   private watch(): void {
@@ -273,6 +157,7 @@ export class WritePipe {
       return this.fail(`write pipe 0x${this.id.toString(16)}: ${(e as Error).message}`);
     }
     this.poller?.update(0);
+    this.onDrained();
     if (this.closeWhenDrained) this.close();
   }
 }

@@ -5,17 +5,19 @@
 import { writeSync } from 'node:fs';
 import * as native from '../native/index.js';
 import { LOCAL_LINK_ENVELOPE_SIZE, LOCAL_LINK_MAX_PACKET } from '../virtgpu/protocol.js';
+import { BACKLOG_PAUSE, type GuestLimits } from './budget.js';
 import { GpuDevice, type Reply } from './device.js';
 import { type DeviceLog, errorMessage } from './errors.js';
 import { type FdLedger, closeQuietly } from './fds.js';
 import type { GuestBacking, GuestMemory, MemEntry } from './guest-memory.js';
+import type { HostWayland } from './wayland.js';
 
 export interface LocalLinkOptions {
-  /** The compositor socket (--wayland-sock). */
-  readonly waylandSocket: string;
+  /** How guests' Wayland channels reach the compositor (--wayland-sock and the policy). */
+  readonly wayland: HostWayland;
   readonly log: DeviceLog;
-  /** Most fds one guest may make the host hold. */
-  readonly fdBudget?: number;
+  /** What one guest may make the host hold. */
+  readonly limits?: GuestLimits;
 }
 
 /** Packets handled per readiness callback, so that one busy guest cannot starve the others. */
@@ -103,6 +105,7 @@ export class LinkGuest {
   private readonly recvOut = new Int32Array(native.RECV_OUT_LENGTH);
   private readonly outQueue: Outgoing[] = [];
   private closing = false;
+  private resumeScheduled = false;
   closed = false;
 
   constructor(
@@ -113,13 +116,20 @@ export class LinkGuest {
     private readonly onClosed: (guest: LinkGuest) => void,
   ) {
     this.device = new GpuDevice({
-      waylandSocket: options.waylandSocket,
+      wayland: options.wayland,
       log: options.log,
       name,
-      fdBudget: options.fdBudget,
+      limits: options.limits,
       onBacklogDrained: () => this.resumeReading(),
     });
-    this.poller = new native.Poller(fd, (events, errorCode) => this.onPoll(events, errorCode));
+    this.poller = new native.Poller(fd, (events, errorCode) => {
+      try {
+        this.onPoll(events, errorCode);
+      } catch (e) {
+        // a bug of ours must not take the other guests down with this one
+        this.close(`internal error: ${(e as Error)?.stack ?? String(e)}`);
+      }
+    });
     this.poller.update(native.READABLE);
   }
 
@@ -158,14 +168,20 @@ export class LinkGuest {
 
   /** The compositor caught up: take the guest's commands again. */
   private resumeReading(): void {
-    if (this.closing || this.device.backlog >= BACKLOG_LIMIT) return;
-    if (this.outQueue.length === 0) this.poller.update(native.READABLE);
-    this.readPackets();
+    // from the event loop, never inside the device's handling of a command
+    if (this.resumeScheduled) return;
+    this.resumeScheduled = true;
+    setImmediate(() => {
+      this.resumeScheduled = false;
+      if (this.closing || this.device.backlog >= BACKLOG_PAUSE) return;
+      if (this.outQueue.length === 0) this.poller.update(native.READABLE);
+      this.readPackets();
+    });
   }
 
   private readPackets(): void {
     for (let i = 0; i < PACKETS_PER_TURN && !this.closing && this.outQueue.length === 0; i++) {
-      if (this.device.backlog >= BACKLOG_LIMIT) {
+      if (this.device.backlog >= BACKLOG_PAUSE) {
         // back-pressure: the guest's sends wait in its socket until the compositor reads
         this.poller.update(0);
         return;
@@ -243,9 +259,6 @@ export class LinkGuest {
     this.poller.update(this.outQueue.length > 0 ? native.WRITABLE : native.READABLE);
   }
 }
-
-/** Wayland bytes a guest may have waiting for its compositor before the link stops reading it. */
-const BACKLOG_LIMIT = 1024 * 1024;
 
 /** Listens on the local-link socket and gives every connection its own device. */
 export class LocalLinkServer {

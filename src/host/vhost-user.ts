@@ -11,6 +11,7 @@
 
 import { fstatSync, readSync, writeSync } from 'node:fs';
 import * as native from '../native/index.js';
+import { BACKLOG_PAUSE, type GuestLimits } from './budget.js';
 import { GpuDevice, type Reply, deviceConfig } from './device.js';
 import { DEVICE_FEATURES } from './device.js';
 import { type DeviceLog, errorMessage } from './errors.js';
@@ -45,15 +46,16 @@ import {
   requestName,
 } from './vhost-user-protocol.js';
 import { SHM_ID_HOST_VISIBLE, VirtioGpuResp } from '../virtgpu/protocol.js';
+import type { HostWayland } from './wayland.js';
 
 export interface VhostUserOptions {
-  /** The compositor socket each Wayland channel connects to. */
-  readonly waylandSocket: string;
+  /** How VMs' Wayland channels reach the compositor (--wayland-sock and the policy). */
+  readonly wayland: HostWayland;
   readonly log: DeviceLog;
   /** Size of the host-visible shared-memory region (region 1) offered to the guest. */
   readonly hostVisibleSize?: bigint;
-  /** Most fds one guest may make the host hold. */
-  readonly fdBudget?: number;
+  /** What one VM may make the host hold. */
+  readonly limits?: GuestLimits;
   /** Called when a VM disconnects and everything it had is released (tests). */
   readonly onGuestGone?: (name: string) => void;
 }
@@ -137,11 +139,22 @@ export class VhostUserConnection {
   ) {
     for (let i = 0; i < NUM_QUEUES; i++) this.queues.push(newQueue());
     this.device = this.newDevice();
-    this.poller = new native.Poller(fd, (events, errorCode) => {
-      if (errorCode) return this.close(`polling the vhost-user socket failed (${errorCode})`);
-      if (events & (native.READABLE | native.DISCONNECT)) this.readMessages();
-    });
+    this.poller = new native.Poller(fd, (events, errorCode) =>
+      this.guarded(() => {
+        if (errorCode) return this.close(`polling the vhost-user socket failed (${errorCode})`);
+        if (events & (native.READABLE | native.DISCONNECT)) this.readMessages();
+      }),
+    );
     this.poller.update(native.READABLE);
+  }
+
+  /** Runs one event of this VM: a bug of ours ends this VM's connection, never tswl-host. */
+  private guarded(run: () => void): void {
+    try {
+      run();
+    } catch (e) {
+      this.close(`internal error: ${(e as Error)?.stack ?? String(e)}`);
+    }
   }
 
   private get log(): DeviceLog {
@@ -150,10 +163,12 @@ export class VhostUserConnection {
 
   private newDevice(): GpuDevice {
     return new GpuDevice({
-      waylandSocket: this.options.waylandSocket,
+      wayland: this.options.wayland,
       log: this.options.log,
       name: this.name,
-      fdBudget: this.options.fdBudget,
+      limits: this.options.limits,
+      // the compositor caught up: the control queue may go on
+      onBacklogDrained: () => this.schedule(CONTROL_QUEUE),
     });
   }
 
@@ -396,7 +411,7 @@ export class VhostUserConnection {
         this.closeBackend();
         this.backendFd = fd;
         this.backendPoller = new native.Poller(fd, (_events, errorCode) =>
-          this.readBackend(errorCode),
+          this.guarded(() => this.readBackend(errorCode)),
         );
         this.backendPoller.update(native.READABLE);
         break;
@@ -503,11 +518,13 @@ export class VhostUserConnection {
   private startQueue(index: number): void {
     const q = this.queues[index];
     if (q.kickFd < 0) return;
-    q.kickPoller = new native.Poller(q.kickFd, (_events, errorCode) => {
-      if (errorCode) return this.close(`polling a kick eventfd failed (${errorCode})`);
-      native.eventfdDrain(q.kickFd);
-      this.process(index);
-    });
+    q.kickPoller = new native.Poller(q.kickFd, (_events, errorCode) =>
+      this.guarded(() => {
+        if (errorCode) return this.close(`polling a kick eventfd failed (${errorCode})`);
+        native.eventfdDrain(q.kickFd);
+        this.process(index);
+      }),
+    );
     q.kickPoller.update(native.READABLE);
     // Without PROTOCOL_FEATURES a ring starts enabled when it is kicked.
     if (!(this.features & (1n << BigInt(F_PROTOCOL_FEATURES)))) q.enabled = true;
@@ -548,7 +565,7 @@ export class VhostUserConnection {
     q.scheduled = true;
     setImmediate(() => {
       q.scheduled = false;
-      this.process(index);
+      this.guarded(() => this.process(index));
     });
   }
 
@@ -565,11 +582,18 @@ export class VhostUserConnection {
     }
     const vq = q.vq;
     for (let i = 0; i < CHAINS_PER_TURN; i++) {
+      // back-pressure: the guest's commands wait in its queue until the compositor reads
+      if (index === CONTROL_QUEUE && this.device.backlog >= BACKLOG_PAUSE) return;
       let chain: Chain | null;
       try {
         chain = vq.pop();
       } catch (e) {
-        if (!(e instanceof ChainError)) throw e;
+        if (!(e instanceof ChainError)) {
+          // a ring we cannot read any more: this VM's queue stops, nothing else does
+          this.log.warn(`${this.name}: queue ${index} stopped: ${errorMessage(e)}`);
+          q.enabled = false;
+          return;
+        }
         this.log.warn(`${this.name}: queue ${index}: ${e.message}; returned unanswered`);
         vq.complete(e.head, 0);
         this.notify(q);

@@ -74,7 +74,8 @@ export class Virtqueue {
    */
   pop(): Chain | null {
     if (this.broken) return null;
-    if (this.avail.length === 0) {
+    // a region removed (REM_MEM_REG) or replaced under the queue leaves its views empty
+    if (this.avail.length === 0 || this.desc.length === 0 || this.used.length === 0) {
       this.broken = 'guest memory is gone';
       return null;
     }

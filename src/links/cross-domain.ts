@@ -182,7 +182,7 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
     this.inFds.closeAll();
     for (const fd of this.out.fds) closeQuietly(fd);
     this.out.fds.length = 0;
-    this.out.len = 0;
+    this.out.clear();
   }
 
   /** Host memory for a shadow buffer: a HOST3D blob made from an R8 image of `size` × 1. */
@@ -466,7 +466,7 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
       // the fds were sent (or the link is failing): ours to close, except pipes handed on
       for (const fd of fds) if (fd >= 0) closeQuietly(fd);
       fds.length = 0;
-      out.len = 0;
+      out.clear();
       // imported handles stay open until their SEND is submitted
       for (const h of this.imported) this.gpu.closeHandle(h);
       this.imported.length = 0;
@@ -655,20 +655,6 @@ class WritePipe {
     this.link.forgetPipe(this);
   }
 }
-
-/**
- * Globals whose messages carry fds that cannot cross the VM boundary, or buffers that would have
- * to come back from the host: guest dmabufs (the device offers none), DRM syncobjs and leases,
- * listening sockets, and shm buffers the host writes into or keeps (capture, toplevel icons).
- */
-export const CROSS_DOMAIN_HIDDEN_GLOBALS: ReadonlySet<string> = new Set([
-  'zwp_linux_dmabuf_v1',
-  'wp_linux_drm_syncobj_manager_v1',
-  'wp_drm_lease_device_v1',
-  'wp_security_context_manager_v1',
-  'ext_image_copy_capture_manager_v1',
-  'xdg_toplevel_icon_manager_v1',
-]);
 
 /** Queued command bytes past which the relay stops reading the client. */
 const DEVICE_HIGH_WATER = 256 * 1024;

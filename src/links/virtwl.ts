@@ -154,7 +154,7 @@ export class VirtWlLink implements Endpoint, ShadowAllocator {
   flush(): void {
     if (this.closed) return;
     const out = this.out;
-    let sent = 0;
+    let sent = out.head;
     let blocked = false;
     try {
       while (sent < out.len) {
@@ -169,7 +169,7 @@ export class VirtWlLink implements Endpoint, ShadowAllocator {
       this.fail(e as Error);
       return;
     }
-    const relieved = out.sent(sent);
+    const relieved = out.sent(sent - out.head);
     if (blocked !== this.wantWrite) {
       this.wantWrite = blocked;
       this.updatePoll();
@@ -188,7 +188,7 @@ export class VirtWlLink implements Endpoint, ShadowAllocator {
     for (const fd of this.out.fds) if (!this.pumpVfds.has(fd)) closeQuietly(fd);
     this.pumpVfds.clear();
     this.out.fds.length = 0;
-    this.out.len = 0;
+    this.out.clear();
     if (this.dupPair) for (const fd of this.dupPair) closeQuietly(fd);
     this.dupPair = null;
   }

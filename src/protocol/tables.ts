@@ -12,6 +12,8 @@ export class Message {
   /** For object and new_id arguments, the interface they name; null when untyped. */
   readonly argInterfaces: (Interface | null)[] = [];
   readonly fdCount: number;
+  /** How many new_id arguments it has (objects it creates). */
+  readonly newIdCount: number;
   /** Size of the whole message when it has no strings or arrays; -1 otherwise. */
   readonly fixedSize: number;
   /** True when some argument is an object, new_id or fd, so forwarding must look inside. */
@@ -25,11 +27,13 @@ export class Message {
     this.kinds = Uint8Array.from(meta.args, (a) => a.kind);
     this.nullable = Uint8Array.from(meta.args, (a) => (a.nullable ? 1 : 0));
     let fds = 0;
+    let newIds = 0;
     let variable = false;
     let walk = false;
     let words = 0;
     for (const a of meta.args) {
       if (a.kind === ArgKind.Fd) fds++;
+      if (a.kind === ArgKind.NewId) newIds++;
       else if (a.kind === ArgKind.String || a.kind === ArgKind.Array) variable = true;
       else words++;
       if (a.kind === ArgKind.Object || a.kind === ArgKind.NewId || a.kind === ArgKind.Fd)
@@ -38,6 +42,7 @@ export class Message {
       if (a.kind === ArgKind.NewId && a.interface === null) variable = true;
     }
     this.fdCount = fds;
+    this.newIdCount = newIds;
     this.fixedSize = variable ? -1 : 8 + 4 * words;
     this.needsWalk = walk || variable;
   }

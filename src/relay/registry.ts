@@ -8,8 +8,15 @@ import type { WlObject } from './objects.js';
 import { DisplayError, ProtocolError } from './errors.js';
 import type { HookContext, InterfaceHooks } from './relay.js';
 
-/** What one wl_registry told its client: global name → interface and advertised version. */
-type Advertised = Map<number, { readonly iface: string; readonly version: number }>;
+/**
+ * What one wl_registry told its client: global name → interface and advertised version. A
+ * removed global stays here (marked): a bind of it may already be on its way, which libwayland
+ * and wlroots compositors accept (the host gets the bind and makes an inert object).
+ */
+type Advertised = Map<
+  number,
+  { readonly iface: string; readonly version: number; removed: boolean }
+>;
 
 function advertised(registry: WlObject): Advertised {
   return (registry.state ??= new Map()) as Advertised;
@@ -26,14 +33,17 @@ export function registryHooks(hidden: ReadonlySet<string>): InterfaceHooks {
       const known = relay.tables.get(iface);
       if (!known || hidden.has(iface)) return true;
       const version = Math.min(hostVersion, known.version);
-      advertised(obj).set(name, { iface, version });
+      advertised(obj).set(name, { iface, version, removed: false });
       writeWlRegistryEventGlobal(relay.client.out, obj.clientId, name, iface, version);
       return true;
     },
 
     global_remove({ obj }, name) {
-      // forward only the removal of a global the client was shown
-      return !advertised(obj).delete(name);
+      // forward only the removal of a global the client was shown, once
+      const global = advertised(obj).get(name);
+      if (!global || global.removed) return true;
+      global.removed = true;
+      return false;
     },
   };
 

@@ -82,12 +82,12 @@ export class Relay {
     this.host = options.connectHost({
       onData: () => this.pump(this.host),
       onClose: (error) => this.onHostClosed(error),
-      onDrain: () => this.resume(this.client),
+      onDrain: () => this.resume(),
     });
     this.client = options.connectClient({
       onData: () => this.pump(this.client),
       onClose: (error) => this.onClientClosed(error),
-      onDrain: () => this.resume(this.host),
+      onDrain: () => this.resume(),
     });
   }
 
@@ -127,10 +127,23 @@ export class Relay {
     else this.disposers.push(dispose);
   }
 
-  /** The peer that was too slow caught up: read from the other side again, starting with what is buffered. */
-  private resume(from: Endpoint): void {
-    from.setReading(true);
-    if (from.inEnd > from.inStart && !this.pumping) this.pump(from);
+  /**
+   * Whether messages from `from` may be processed now. A side is not read while what it would
+   * make queues up: requests while the host is behind, and anything at all while the client is
+   * behind, since the proxy answers some requests itself (delete_id, wl_buffer.release).
+   */
+  private mayRead(from: Endpoint): boolean {
+    if (this.client.congested) return false;
+    return from === this.host || !this.host.congested;
+  }
+
+  /** A peer that was too slow caught up: read again, starting with what is buffered. */
+  private resume(): void {
+    for (const from of [this.host, this.client]) {
+      if (this.closed || !this.mayRead(from)) continue;
+      from.setReading(true);
+      if (from.inEnd > from.inStart && !this.pumping) this.pump(from);
+    }
   }
 
   private warn(message: string): void {
@@ -159,7 +172,7 @@ export class Relay {
         if (toClient) this.handleEvent(start, size, id, word & 0xffff);
         else this.handleRequest(start, size, id, word & 0xffff);
         from.consume(size);
-        if (to.congested) {
+        if (!this.mayRead(from)) {
           from.setReading(false);
           break;
         }
@@ -171,11 +184,21 @@ export class Relay {
       this.pumping = false;
     }
     to.flush();
-    if (this.client.out.len > 0) this.client.flush();
+    if (this.client.out.pending > 0) this.client.flush();
   }
 
+  /**
+   * Whatever went wrong while handling one client's messages ends that client only: a hook or
+   * the addon failing is that client's implementation error, never the proxy's exit.
+   */
   private onPumpError(e: unknown, fromHost: boolean): void {
-    if (!(e instanceof WireError || e instanceof ProtocolError)) throw e;
+    if (!(e instanceof WireError || e instanceof ProtocolError)) {
+      const what = e instanceof Error ? (e.stack ?? e.message) : String(e);
+      this.warn(`internal error while relaying ${fromHost ? 'an event' : 'a request'}: ${what}`);
+      const message = e instanceof Error ? e.message : String(e);
+      this.postError(DISPLAY_ID, DisplayError.implementation, `the proxy failed: ${message}`);
+      return;
+    }
     if (fromHost) {
       // The host compositor broke the protocol; the client cannot go on without it.
       this.postError(
@@ -242,7 +265,10 @@ export class Relay {
     this.takeFds(from, obj, id, msg);
     if (obj.dying && obj.serverCreated) {
       // The client already destroyed this server-created object: it would drop the event too.
+      // Objects the event creates (a tablet pad group's rings) are kept as zombies, so the host's
+      // later ids stay in sequence and their own events are dropped the same way.
       this.closeMessageFds(msg.fdCount);
+      if (msg.newIdCount > 0) this.addZombies(from, start, size, msg);
       return;
     }
     if (id === DISPLAY_ID && opcode === 0) this.hostSentError = true;
@@ -470,6 +496,38 @@ export class Relay {
     if (!target) throw new WireError(`${sender.iface.name}.${msg.name} names unknown object ${id}`);
     // A server-created object the client already destroyed reads as null, as libwayland does.
     return target.dying && target.serverCreated ? 0 : target.clientId;
+  }
+
+  /** Registers the new_id arguments of a dropped event as destroyed server-created objects. */
+  private addZombies(from: Endpoint, start: number, size: number, msg: Message): void {
+    const view = from.inView;
+    const end = start + size;
+    let pos = start + 8;
+    const kinds = msg.kinds;
+    for (let i = 0; i < kinds.length; i++) {
+      const kind = kinds[i];
+      if (kind === ArgKind.Fd) continue;
+      if (pos + 4 > end) throw new WireError(`${msg.name}: message too short`);
+      const value = view.getUint32(pos, true);
+      if (kind === ArgKind.String || kind === ArgKind.Array) {
+        pos += 4 + ((value + 3) & ~3);
+        continue;
+      }
+      if (kind === ArgKind.NewId && msg.argInterfaces[i] !== null) {
+        const stale = this.hostIds.get(value);
+        if (value < SERVER_ID_START || (stale && !(stale.dying && stale.serverCreated))) {
+          throw new WireError(
+            `host created object ${value} over a live one or outside its id range`,
+          );
+        }
+        if (!stale && !this.hostIds.canInsert(value, true))
+          throw new WireError(`host created object ${value} out of sequence`);
+        const zombie = new WlObject(0, value, msg.argInterfaces[i]!, 1);
+        zombie.dying = true;
+        this.hostIds.set(value, zombie);
+      }
+      pos += 4;
+    }
   }
 
   private createObject(id: number, iface: Interface, version: number, request: boolean): number {

@@ -83,6 +83,63 @@ export function bytesPerPixel(format: number): number {
   return BYTES_PER_PIXEL.get(format >>> 0) ?? 0;
 }
 
+/**
+ * The planes after the first of multi-planar YUV formats, laid out as weston reads them from a
+ * wl_shm buffer: one after the other, each `stride / hsub × bytes` wide and `height / vsub` rows
+ * tall, `bytes` being its sample size relative to the first plane's (2 for interleaved chroma).
+ */
+const EXTRA_PLANES = new Map<number, readonly (readonly [number, number, number])[]>();
+for (const [codes, planes] of [
+  [['NV12', 'NV21', 'P010', 'P012', 'P016'], [[2, 2, 2]]],
+  [['NV16', 'NV61'], [[2, 1, 2]]],
+  [['NV24', 'NV42'], [[1, 1, 2]]],
+  [
+    ['YUV9', 'YVU9'],
+    [
+      [4, 4, 1],
+      [4, 4, 1],
+    ],
+  ],
+  [
+    ['YU11', 'YV11'],
+    [
+      [4, 1, 1],
+      [4, 1, 1],
+    ],
+  ],
+  [
+    ['YU12', 'YV12'],
+    [
+      [2, 2, 1],
+      [2, 2, 1],
+    ],
+  ],
+  [
+    ['YU16', 'YV16'],
+    [
+      [2, 1, 1],
+      [2, 1, 1],
+    ],
+  ],
+  [
+    ['YU24', 'YV24'],
+    [
+      [1, 1, 1],
+      [1, 1, 1],
+    ],
+  ],
+] as const) {
+  for (const code of codes) EXTRA_PLANES.set(fourcc(code), planes);
+}
+
+/** The bytes a compositor reads for a wl_shm buffer: every plane of it. */
+export function shmBufferSize(format: number, stride: number, height: number): number {
+  let size = stride * height;
+  for (const [hsub, vsub, bytes] of EXTRA_PLANES.get(format >>> 0) ?? [])
+    size += Math.ceil(stride / hsub) * bytes * Math.ceil(height / vsub);
+  return size;
+}
+
 /** A client's wl_shm_pool: its fd, and a read-only mapping made on first use. */
 export class ClientPool {
   mapping: Buffer | null = null;
@@ -155,8 +212,9 @@ export class ShmBuffer {
     readonly format: number,
   ) {}
 
+  /** Every plane's bytes, from `offset` on. */
   get byteSize(): number {
-    return this.stride * this.height;
+    return shmBufferSize(this.format, this.stride, this.height);
   }
 }
 

@@ -123,11 +123,11 @@ export class SurfaceShadow implements Disposable {
     }
   }
 
-  /** The surface is destroyed: so are its host buffers. */
+  /** The surface is destroyed: so are its host buffers, and the client's buffers are free again. */
   destroy(): void {
     this.lastBuffer = null;
     this.lastHostBuffer = null;
-    this.heldClientBuffers.length = 0;
+    this.hostReleased();
     for (const b of this.hostBuffers) b.destroy();
     this.hostBuffers.length = 0;
     this.state.disposables.delete(this);
@@ -231,22 +231,15 @@ export class SurfaceShadow implements Disposable {
     const bpp = bytesPerPixel(buffer.format);
     let copied: number;
     if (bpp === 0) {
-      // not a single packed plane: copy the buffer's bytes whole
+      // not a single packed plane: copy every plane's bytes whole (as much as the pool holds of
+      // them; libwayland checks only the first plane against the pool)
+      const n = src.length;
       rectScratch[0] = 0;
       rectScratch[1] = 0;
-      rectScratch[2] = buffer.stride;
-      rectScratch[3] = buffer.height;
-      copied = native.copyRects(
-        target.memory.bytes,
-        buffer.stride,
-        src,
-        buffer.stride,
-        rectScratch,
-        1,
-        1,
-        buffer.stride,
-        buffer.height,
-      );
+      rectScratch[2] = n;
+      rectScratch[3] = 1;
+      copied =
+        n === 0 ? 0 : native.copyRects(target.memory.bytes, n, src, n, rectScratch, 1, 1, n, 1);
     } else {
       rectScratch = target.damage.write(rectScratch, buffer.width, buffer.height);
       copied = native.copyRects(

@@ -58,7 +58,7 @@ export class Connection implements Endpoint {
   readonly inFds = new FdQueue();
   /** Set when the peer sent more fds in one sendmsg than fit in the control buffer. */
   fdsTruncated = false;
-  readonly out = new MessageWriter();
+  readonly out: MessageWriter;
   closed = false;
   /** Totals received on this socket, for `stats`. */
   bytesIn = 0;
@@ -71,7 +71,10 @@ export class Connection implements Endpoint {
   constructor(
     readonly fd: number,
     private readonly handler: EndpointHandler,
+    /** Output queued past which it is congested (MessageWriter's default: 4 MiB). */
+    highWater?: number,
   ) {
+    this.out = new MessageWriter(16384, highWater);
     this.poller = new native.Poller(fd, (events, error) => this.onReady(events, error));
     this.poller.update(native.READABLE);
   }
@@ -97,7 +100,7 @@ export class Connection implements Endpoint {
   flush(): void {
     if (this.closed) return;
     const out = this.out;
-    let sent = 0;
+    let sent = out.head;
     try {
       while (sent < out.len || out.fds.length > 0) {
         const nfds = Math.min(out.fds.length, MAX_FDS_PER_SENDMSG);
@@ -112,12 +115,12 @@ export class Connection implements Endpoint {
         sent += n;
       }
     } catch (e) {
-      out.len = 0;
+      out.clear();
       this.fail(e as Error);
       return;
     }
-    const relieved = out.sent(sent);
-    const pending = out.len > 0 || out.fds.length > 0;
+    const relieved = out.sent(sent - out.head);
+    const pending = out.pending > 0 || out.fds.length > 0;
     if (pending !== this.wantWrite) {
       this.wantWrite = pending;
       this.updatePoll();

@@ -4,10 +4,14 @@
  */
 /** Queued output past which a connection is congested: the relay stops reading the other side. */
 export const HIGH_WATER = 4 * 1024 * 1024;
+/** Queued fds past which a connection is congested too: each one is a process fd held for the peer. */
+export const FD_HIGH_WATER = 256;
 
 export class MessageWriter {
   buf: Buffer;
   view: DataView;
+  /** Bytes [head, len) are queued; [0, head) went out already and are dropped lazily. */
+  head = 0;
   len = 0;
   /** fds queued for the next sendmsg; ownership passes to the connection, which closes them once sent. */
   readonly fds: number[] = [];
@@ -15,27 +19,49 @@ export class MessageWriter {
   /** Congested when last looked at, so that a drain within one flush is not missed. */
   private wasCongested = false;
 
-  constructor(initialSize = 16384) {
+  constructor(
+    initialSize = 16384,
+    /** Queued bytes past which it is congested. */
+    private readonly highWater = HIGH_WATER,
+  ) {
     this.buf = Buffer.allocUnsafe(initialSize);
     this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
   }
 
+  /** Bytes queued and not yet sent. */
+  get pending(): number {
+    return this.len - this.head;
+  }
+
   get congested(): boolean {
-    return this.len >= HIGH_WATER;
+    return this.len - this.head >= this.highWater || this.fds.length >= FD_HIGH_WATER;
   }
 
   /**
-   * Forgets the first n bytes, which the transport took. Returns true when that relieved a
-   * congestion seen since the last call (the relay may have stopped reading on seeing it).
+   * Forgets the next n queued bytes, which the transport took. Returns true when that relieved a
+   * congestion seen since the last call (the relay may have stopped reading on seeing it). The
+   * sent bytes are dropped from the buffer only once they are at least half of it, so a peer
+   * that takes a large backlog a little at a time costs linear, not quadratic, copying.
    */
   sent(n: number): boolean {
     const was = this.wasCongested || this.congested;
-    if (n > 0) {
-      this.buf.copy(this.buf, 0, n, this.len);
-      this.len -= n;
+    this.head += n;
+    if (this.head === this.len) {
+      this.head = 0;
+      this.len = 0;
+    } else if (this.head >= this.len - this.head) {
+      this.buf.copy(this.buf, 0, this.head, this.len);
+      this.len -= this.head;
+      this.head = 0;
     }
     this.wasCongested = this.congested;
     return was && !this.wasCongested;
+  }
+
+  /** Drops everything queued (the transport is gone); the fds are the caller's to close. */
+  clear(): void {
+    this.head = 0;
+    this.len = 0;
   }
 
   reserve(n: number): void {
@@ -43,6 +69,7 @@ export class MessageWriter {
     let size = this.buf.length * 2;
     while (size < this.len + n) size *= 2;
     const next = Buffer.allocUnsafe(size);
+    // bytes already sent are kept too: callers may hold positions in the buffer (trace marks)
     this.buf.copy(next, 0, 0, this.len);
     this.buf = next;
     this.view = new DataView(next.buffer, next.byteOffset, next.byteLength);
