@@ -1,34 +1,6 @@
-import { constants, openSync } from 'node:fs';
-import * as native from '../native/index.js';
+import { closeQuietly, reopen } from '../wire/fd-queue.js';
 
-/** Closes an fd, ignoring EBADF (it is released either way). */
-export function closeQuietly(fd: number): void {
-  try {
-    native.close(fd);
-  } catch {
-    // already closed
-  }
-}
-
-/**
- * A new open file description for the file `fd` refers to, through /proc/self/fd (close-on-exec;
- * O_NONBLOCK only if asked). Unlike dup(2) the new fd has its own status flags, which is what the
- * host wants for pipe ends it hands out or writes to. Works for memfds, files and pipes; throws
- * for sockets and for files the process may not reopen with that access mode.
- */
-export function reopen(
-  fd: number,
-  access: 'read' | 'write' | 'readwrite',
-  nonblock = false,
-): number {
-  const mode =
-    access === 'read'
-      ? constants.O_RDONLY
-      : access === 'write'
-        ? constants.O_WRONLY
-        : constants.O_RDWR;
-  return openSync(`/proc/self/fd/${fd}`, mode | (nonblock ? constants.O_NONBLOCK : 0));
-}
+export { closeQuietly, reopen };
 
 /** A second fd for a memory file: read/write when the original allows writing, else read-only. */
 export function dupMemory(fd: number, writable: boolean): number {

@@ -26,7 +26,7 @@ import { openVirtGpu } from '../virtgpu/open.js';
 import type { VirtGpu } from '../virtgpu/virtgpu.js';
 import { VirtGpuParam, pageAlign } from '../virtgpu/virtgpu.js';
 import type { Endpoint, EndpointHandler } from '../wire/connection.js';
-import { FdQueue, closeQuietly } from '../wire/fd-queue.js';
+import { FdQueue, closeQuietly, reopen } from '../wire/fd-queue.js';
 import { MessageWriter } from '../wire/writer.js';
 
 export { openVirtGpu } from '../virtgpu/open.js';
@@ -129,7 +129,9 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
       gpu.execbuffer(init);
       gpu.onFence = () => this.onChannelMessage();
       gpu.onDrain = () => {
-        if (!this.closed) this.handler.onDrain?.();
+        if (this.closed) return;
+        for (const p of this.writePipes) p.resume();
+        this.handler.onDrain?.();
       };
       gpu.onError = (e) => this.fail(e);
       this.poll();
@@ -341,14 +343,19 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
   /** A host write pipe (the compositor wants data from the client): a local pipe, read and forwarded. */
   private newWritePipe(id: number): number {
     const [readEnd, writeEnd] = native.pipe();
+    let clientEnd = -1;
     try {
+      // the client writes as into any pipe: blocking, while our end stays nonblocking
+      clientEnd = reopen(writeEnd, 'write');
       this.writePipes.add(new WritePipe(this, id, readEnd));
     } catch (e) {
       closeQuietly(readEnd);
-      closeQuietly(writeEnd);
+      if (clientEnd >= 0) closeQuietly(clientEnd);
       throw e;
+    } finally {
+      closeQuietly(writeEnd);
     }
-    return writeEnd;
+    return clientEnd;
   }
 
   private onRead(page: Buffer): void {
@@ -423,9 +430,11 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
               CROSS_DOMAIN_PIPE_READ_START,
             );
             type = CrossDomainId.READ_PIPE;
-            // the pipe is ours to feed from now on
-            this.readPipes.set(id, new ReadPipe(this, id, fd));
+            // the pipe is ours to feed from now on, through our own nonblocking open of it
+            const own = reopen(fd, 'write', true);
+            closeQuietly(fd);
             fds[fdPos] = -1;
+            this.readPipes.set(id, new ReadPipe(this, id, own));
           } else if (kind.kind === 'memory' || kind.kind === 'other') {
             let handle: number;
             try {
@@ -620,8 +629,18 @@ class WritePipe {
     this.poller.update(native.READABLE);
   }
 
+  /** The device took what was queued: read the client's pipe again. */
+  resume(): void {
+    if (!this.closed) this.poller.update(native.READABLE);
+  }
+
   private onReadable(): void {
     if (this.closed) return;
+    if (this.link.congested) {
+      // the device is behind: the client's writes wait in its pipe, not in our memory
+      this.poller.update(0);
+      return;
+    }
     const chunks: Buffer[] = [];
     let eof = false;
     try {

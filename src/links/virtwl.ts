@@ -10,7 +10,7 @@ import * as native from '../native/index.js';
 import type { Relay } from '../relay/relay.js';
 import type { ShadowAllocator, ShadowAllocatorSource, ShadowMemory } from '../relay/shm.js';
 import type { Endpoint, EndpointHandler } from '../wire/connection.js';
-import { FdQueue, closeQuietly } from '../wire/fd-queue.js';
+import { FdQueue, closeQuietly, reopen } from '../wire/fd-queue.js';
 import { MessageWriter } from '../wire/writer.js';
 import {
   VIRTWL_DEFAULT_DEVICE,
@@ -301,7 +301,10 @@ export class VirtWlLink implements Endpoint, ShadowAllocator {
         // the client reads what the compositor writes (wl_data_offer.receive): a host pipe whose
         // read side we have, its write side going to the compositor
         const vfd = this.newVfd(VirtWlNewType.PIPE_READ, 0);
-        this.pumps.add(new Pump(this, vfd, fd));
+        // our own nonblocking open of the client's pipe: a late reader must not block us
+        const own = reopen(fd, 'write', true);
+        closeQuietly(fd);
+        this.pumps.add(new Pump(this, vfd, own));
         this.pumpVfds.add(vfd);
         return vfd;
       }

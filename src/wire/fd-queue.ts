@@ -1,3 +1,4 @@
+import { constants, openSync } from 'node:fs';
 import * as native from '../native/index.js';
 
 /**
@@ -46,4 +47,24 @@ export function closeQuietly(fd: number): void {
   } catch {
     // already closed: nothing left to release
   }
+}
+
+/**
+ * A new open file description for the file `fd` refers to, through /proc/self/fd (close-on-exec;
+ * O_NONBLOCK only if asked). Unlike dup(2) the new fd has its own status flags: how a pipe end a
+ * client gave us is made nonblocking for us without changing it for the client, and how one we
+ * hand to a client is made blocking for it. Works for memfds, files and pipes, not sockets.
+ */
+export function reopen(
+  fd: number,
+  access: 'read' | 'write' | 'readwrite',
+  nonblock = false,
+): number {
+  const mode =
+    access === 'read'
+      ? constants.O_RDONLY
+      : access === 'write'
+        ? constants.O_WRONLY
+        : constants.O_RDWR;
+  return openSync(`/proc/self/fd/${fd}`, mode | (nonblock ? constants.O_NONBLOCK : 0));
 }
