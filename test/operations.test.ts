@@ -7,6 +7,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { killAll, type Running, start, stop, waitFor, accepts } from './support/processes.js';
 import {
   type HeadlessWeston,
+  NOWHERE,
   proxyBin,
   startHeadlessWeston,
   startProxy,
@@ -172,17 +173,25 @@ describe('the log ring and its control FIFO', () => {
 });
 
 describe('shutdown', () => {
-  test('SIGTERM disconnects clients and leaves no socket, lock file or FIFO', async () => {
-    const w = await weston();
-    const proxy = await startProxy(w, []);
-    const client = start('weston-simple-shm', [], { ...w.env, WAYLAND_DISPLAY: 'wayland-1' });
-    await new Promise((r) => setTimeout(r, 500));
-    expect(await stop(proxy, 'SIGTERM')).toBe(0);
-    for (const name of ['wayland-1', 'wayland-1.lock', 'wayland-1-ctl']) {
-      expect(existsSync(join(w.runtimeDir, name)), name).toBe(false);
-    }
-    await client.exited; // it lost its compositor and gave up
-  });
+  test.each(['SIGTERM', 'SIGINT'] as const)(
+    '%s disconnects clients and leaves no socket, lock file or FIFO',
+    async (signal) => {
+      const w = await weston();
+      const proxy = await startProxy(w, [], { WAYLAND_DEBUG_PROXY: 'client' });
+      const client = start('weston-simple-shm', [], { ...w.env, WAYLAND_DISPLAY: 'wayland-1' });
+      // the client is drawing through the proxy
+      await waitFor('a commit through the proxy', () =>
+        /client#\d+\s+-> wl_surface@\d+\.commit\(\)/.test(proxy.output()),
+      );
+      expect(client.child.exitCode).toBeNull();
+      expect(await stop(proxy, signal)).toBe(0);
+      for (const name of ['wayland-1', 'wayland-1.lock', 'wayland-1-ctl']) {
+        expect(existsSync(join(w.runtimeDir, name)), name).toBe(false);
+      }
+      // it lost its compositor and ended
+      await waitFor('the client to end', () => client.child.exitCode !== null);
+    },
+  );
 
   test('a second proxy on the same socket is refused with a clear message', async () => {
     const w = await weston();
@@ -230,15 +239,19 @@ describe('shutdown', () => {
 
   test('the exit status is the command’s', async () => {
     const w = await weston();
+    // the command reaches a compositor only through the proxy: its own environment leads nowhere
     const run = spawnSync(
       proxyBin,
-      ['sh', '-c', 'test -S "$XDG_RUNTIME_DIR/$WAYLAND_DISPLAY" && exit 7'],
-      {
-        env: w.env,
-        encoding: 'utf8',
-      },
+      [
+        '--host-display',
+        join(w.runtimeDir, 'wayland-0'),
+        'sh',
+        '-c',
+        'wayland-info | grep -q "interface: .wl_compositor" && exit 7',
+      ],
+      { env: { ...w.env, WAYLAND_DISPLAY: NOWHERE }, encoding: 'utf8' },
     );
-    expect(run.status).toBe(7);
+    expect(run.status, run.stderr).toBe(7);
   });
 });
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Desktop, colourCount, differingPixels, withFrozenWallClock } from './support/desktop.js';
 import { killAll, type Running, start, stop, waitFor } from './support/processes.js';
-import { proxyBin, repoRoot } from './support/weston.js';
+import { NOWHERE, proxyBin, repoRoot } from './support/weston.js';
 
 const hostBin = join(repoRoot, 'bin/tswl-host');
 
@@ -23,9 +23,11 @@ mkdirSync(shots, { recursive: true });
 
 beforeAll(async () => {
   desktop = await Desktop.start();
+  // -v: its log names every context and compositor connection, so a test can tell that a
+  // client went through it
   gpu = start(
     hostBin,
-    ['--wayland-sock', join(desktop.runtimeDir, 'wayland-0'), '--listen-local', gpuPath()],
+    ['-v', '--wayland-sock', join(desktop.runtimeDir, 'wayland-0'), '--listen-local', gpuPath()],
     process.env,
   );
   await waitFor('tswl-host to listen', () => existsSync(gpuPath()));
@@ -38,17 +40,27 @@ afterAll(async () => {
 
 /** Runs a client on weston by one route until `stopAfter` resolves. */
 async function run(command: string[], route: Route, stopAfter: (client: Running) => Promise<void>) {
-  const through = route === 'cross-domain' ? ['--virtio-gpu-device', gpuPath()] : [];
+  // the proxy is told where weston is; its environment leads nowhere, so its client can only
+  // reach weston through it
+  const through =
+    route === 'cross-domain'
+      ? ['--virtio-gpu-device', gpuPath()]
+      : ['--host-display', join(desktop.runtimeDir, 'wayland-0')];
   const client =
     route === 'direct'
       ? start(command[0], command.slice(1), desktop.clientEnv())
       : start(
           proxyBin,
           ['--wayland-display', 'wayland-1', ...through, ...command],
-          desktop.clientEnv(),
+          desktop.clientEnv(NOWHERE),
         );
+  const carried = (): number =>
+    (gpu.output().match(/context \d+ \(tswl-proxy\): connected to the compositor/g) ?? []).length;
+  const before = carried();
   try {
     await stopAfter(client);
+    // across the VM boundary the client's channel went through tswl-host
+    if (route === 'cross-domain') expect(carried()).toBeGreaterThan(before);
   } finally {
     await stop(client);
     // the kiosk shell goes back to its empty black output once the window is gone

@@ -8,6 +8,7 @@ import { Desktop } from './support/desktop.js';
 import { accepts, killAll, start, stop, waitFor } from './support/processes.js';
 import {
   type HeadlessWeston,
+  NOWHERE,
   proxyBin,
   startHeadlessWeston,
   startProxy,
@@ -56,11 +57,8 @@ describe('globals', () => {
         'zwp_text_input_manager_v1',
       ].sort(),
     );
-    expect(
-      proxied.has('wl_compositor') &&
-        proxied.has('xdg_wm_base') &&
-        proxied.has('wl_seat') === direct.has('wl_seat'),
-    ).toBe(true);
+    // wayland-info was parsed: the comparison above is not of two empty lists
+    expect([...proxied.keys()]).toEqual(expect.arrayContaining(['wl_compositor', 'xdg_wm_base']));
   });
 });
 
@@ -68,7 +66,11 @@ describe('several instances of a global', () => {
   test('two outputs and a seat reach the client, each output with its own geometry', async () => {
     const desktop = await Desktop.start(2);
     try {
-      const proxy = start(proxyBin, ['--wayland-display', 'wayland-1'], desktop.clientEnv());
+      const proxy = start(
+        proxyBin,
+        ['--wayland-display', 'wayland-1', '--host-display', join(desktop.runtimeDir, 'wayland-0')],
+        desktop.clientEnv(NOWHERE),
+      );
       await waitFor('the proxy', () => accepts(join(desktop.runtimeDir, 'wayland-1')));
       const info = spawnSync('wayland-info', [], {
         env: desktop.clientEnv('wayland-1'),

@@ -50,13 +50,29 @@ export async function startHeadlessWeston(
   };
 }
 
-/** Starts tswl-proxy against a weston and waits until it listens on wayland-1 (unless a command exits first). */
+/**
+ * The proxy's environment leads nowhere: a client it spawns with the caller's WAYLAND_DISPLAY
+ * (or one that ignores the proxy) finds no compositor, so a test cannot pass around the proxy.
+ */
+export const NOWHERE = 'no-compositor-here';
+
+/**
+ * Starts tswl-proxy against a weston (named by --host-display, not the environment) and waits
+ * until it listens on wayland-1 (unless a command exits first).
+ */
 export async function startProxy(
   w: HeadlessWeston,
   args: string[],
   extraEnv: NodeJS.ProcessEnv = {},
 ): Promise<Running> {
-  const proxy = start(proxyBin, args, { ...w.env, ...extraEnv });
+  const hostArgs = args.some((a) => a.startsWith('--virtio'))
+    ? []
+    : ['--host-display', join(w.runtimeDir, 'wayland-0')];
+  const proxy = start(proxyBin, [...hostArgs, ...args], {
+    ...w.env,
+    WAYLAND_DISPLAY: NOWHERE,
+    ...extraEnv,
+  });
   await waitFor(
     'tswl-proxy to listen',
     async () => (await accepts(join(w.runtimeDir, 'wayland-1'))) || proxy.child.exitCode !== null,
