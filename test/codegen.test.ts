@@ -262,6 +262,13 @@ describe('generated index', () => {
       'wp_viewporter',
       'wp_presentation',
       'wp_fractional_scale_manager_v1',
+      'wl_fixes',
+      'zwp_pointer_gestures_v1',
+      'org_kde_kwin_server_decoration_manager',
+      'zwlr_layer_shell_v1',
+      'zwlr_screencopy_manager_v1',
+      'zwp_virtual_keyboard_manager_v1',
+      'zwp_input_method_manager_v2',
     ]) {
       expect(interfacesByName.get(name)?.name, name).toBe(name);
     }
