@@ -658,15 +658,21 @@ class WritePipe {
 
 /**
  * Globals whose messages carry fds that cannot cross the VM boundary, or buffers that would have
- * to come back from the host: guest dmabufs (the device offers none), DRM syncobjs and leases,
- * listening sockets, and shm buffers the host writes into or keeps (capture, toplevel icons).
+ * to come back from the host: dmabufs (the device offers none), fences, DRM syncobjs and leases,
+ * listening sockets, guest memfds (gamma ramps, keymaps of a virtual keyboard), and shm buffers
+ * the host writes into or keeps (capture, toplevel icons).
  */
 export const CROSS_DOMAIN_HIDDEN_GLOBALS: ReadonlySet<string> = new Set([
   'zwp_linux_dmabuf_v1',
+  'zwp_linux_explicit_synchronization_v1',
   'wp_linux_drm_syncobj_manager_v1',
   'wp_drm_lease_device_v1',
   'wp_security_context_manager_v1',
   'ext_image_copy_capture_manager_v1',
+  'zwlr_screencopy_manager_v1',
+  'zwlr_export_dmabuf_manager_v1',
+  'zwlr_gamma_control_manager_v1',
+  'zwp_virtual_keyboard_manager_v1',
   'xdg_toplevel_icon_manager_v1',
 ]);
 
