@@ -3,8 +3,8 @@ import { configDefaults, defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    // test/vm needs the VM harness and root: npm run test:vm (vitest.vm.config.ts)
-    exclude: [...configDefaults.exclude, 'test/vm/**'],
+    // test/vm and test/sway need the VM harness and root: npm run test:vm and npm run test:sway
+    exclude: [...configDefaults.exclude, 'test/vm/**', 'test/sway/**'],
     globalSetup: ['test/support/global-setup.ts'],
     testTimeout: 60000,
     hookTimeout: 60000,

@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Imports the protocol XML that tswl-proxy relays into protocols/:
-#   - wayland.xml from Debian's libwayland-dev (the installed bookworm package, or downloaded);
-#   - from the newest wayland-protocols Debian ships (suite sid): every stable and staging
-#     protocol, plus the unstable ones listed in UNSTABLE below. An unstable protocol whose
-#     interfaces all live on in a stable file (it was moved, same interface names) is skipped:
-#     the stable file is the newer definition of the very interfaces clients bind.
+# Imports the protocol XML that tswl-proxy relays into protocols/, all from Debian packages of one
+# suite (default sid):
+#   - wayland.xml from libwayland-dev;
+#   - from wayland-protocols: every stable and staging protocol, plus the unstable ones listed in
+#     UNSTABLE below. An unstable protocol whose interfaces all live on in a stable file (it was
+#     moved, same interface names) is skipped: the stable file is the newer definition of the very
+#     interfaces clients bind;
+#   - the KDE server-decoration protocol from plasma-wayland-protocols (PLASMA), into plasma/;
+#   - wlroots' protocols (WLR) from librust-wayland-protocols-wlr-dev, the Debian package that ships
+#     the wlr-protocols XML, into wlr/; and the virtual keyboard and input method v2 (MISC) from
+#     librust-wayland-protocols-misc-dev, into misc/. Most of these are privileged (screen
+#     capture, input injection, output control): the proxy knows them so that a policy can decide.
 # Every <description> element is dropped; <copyright> and everything else are kept.
 # protocols/SOURCES records the packages, their exact versions and the files.
 #
 # Packages come through apt-get, reusing the mirror URIs of the system's own Debian source, with a
 # temporary source list, state and cache: the system's apt configuration is never changed.
 #
-# Environment: SUITE (default sid) is the suite to take wayland-protocols from.
+# Environment: SUITE (default sid) is the suite to take the packages from.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -34,6 +40,35 @@ UNSTABLE=(
   xdg-foreign/xdg-foreign-unstable-v1.xml
   xdg-foreign/xdg-foreign-unstable-v2.xml
   xdg-shell/xdg-shell-unstable-v6.xml
+  pointer-gestures/pointer-gestures-unstable-v1.xml
+  input-timestamps/input-timestamps-unstable-v1.xml
+  linux-explicit-synchronization/linux-explicit-synchronization-unstable-v1.xml
+  text-input/text-input-unstable-v1.xml
+  fullscreen-shell/fullscreen-shell-unstable-v1.xml
+)
+
+# From plasma-wayland-protocols (below /usr/share/plasma-wayland-protocols).
+PLASMA=(
+  server-decoration.xml
+)
+
+# From librust-wayland-protocols-wlr-dev (its wlr-protocols/unstable folder).
+WLR=(
+  wlr-data-control-unstable-v1.xml
+  wlr-export-dmabuf-unstable-v1.xml
+  wlr-foreign-toplevel-management-unstable-v1.xml
+  wlr-gamma-control-unstable-v1.xml
+  wlr-layer-shell-unstable-v1.xml
+  wlr-output-management-unstable-v1.xml
+  wlr-output-power-management-unstable-v1.xml
+  wlr-screencopy-unstable-v1.xml
+  wlr-virtual-pointer-unstable-v1.xml
+)
+
+# From librust-wayland-protocols-misc-dev (its protocols folder).
+MISC=(
+  input-method-unstable-v2.xml
+  virtual-keyboard-unstable-v1.xml
 )
 
 die() {
@@ -41,7 +76,7 @@ die() {
   exit 1
 }
 
-for tool in apt-get dpkg-deb dpkg-query node; do
+for tool in apt-get dpkg-deb node; do
   command -v "$tool" >/dev/null || die "$tool not found"
 done
 
@@ -107,38 +142,33 @@ apt_fetch() { # apt_fetch PKG/SUITE -> path of the downloaded .deb on stdout
   echo "$deb"
 }
 
-# --- wayland.xml ------------------------------------------------------------------------------
-
-wl_xml=/usr/share/wayland/wayland.xml
-wl_version="$(dpkg-query -W -f='${Version}' libwayland-dev 2>/dev/null || true)"
-need_bookworm=0
-if [ ! -r "$wl_xml" ] || [ -z "$wl_version" ]; then
-  need_bookworm=1
-fi
-
 add_suite "$suite"
-[ "$need_bookworm" = 1 ] && add_suite bookworm
-echo "import-protocols: apt-get update ($mirror: $suite$([ "$need_bookworm" = 1 ] && echo ', bookworm'))" >&2
+echo "import-protocols: apt-get update ($mirror: $suite)" >&2
 apt-get -q "${apt_opts[@]}" update >&2
 
-if [ "$need_bookworm" = 1 ]; then
-  deb="$(apt_fetch libwayland-dev/bookworm)"
-  wl_version="$(dpkg-deb -f "$deb" Version)"
-  dpkg-deb -x "$deb" "$tmp/libwayland-dev"
-  wl_xml="$tmp/libwayland-dev/usr/share/wayland/wayland.xml"
-  wl_origin="downloaded libwayland-dev_${wl_version}.deb (bookworm)"
-else
-  wl_origin="the installed package"
-fi
-[ -r "$wl_xml" ] || die "wayland.xml not found in libwayland-dev"
+# fetch_package PKG: downloads and unpacks PKG from the suite into $tmp/PKG, sets $version and
+# records it in $sources.
+sources=()
+fetch_package() {
+  local deb
+  deb="$(apt_fetch "$1/$suite")"
+  version="$(dpkg-deb -f "$deb" Version)"
+  dpkg-deb -x "$deb" "$tmp/$1"
+  sources+=("$1 $version (suite $suite, .deb sha256 $(sha256sum "$deb" | cut -d' ' -f1))")
+}
+
+# --- wayland.xml ------------------------------------------------------------------------------
+
+fetch_package libwayland-dev
+wl_version=$version
+wl_root="$tmp/libwayland-dev/usr/share/wayland"
+[ -r "$wl_root/wayland.xml" ] || die "wayland.xml not found in libwayland-dev $wl_version"
 
 # --- wayland-protocols ------------------------------------------------------------------------
 
-wp_deb="$(apt_fetch "wayland-protocols/$suite")"
-wp_version="$(dpkg-deb -f "$wp_deb" Version)"
-wp_sha256="$(sha256sum "$wp_deb" | cut -d' ' -f1)"
-dpkg-deb -x "$wp_deb" "$tmp/wp"
-wp_root="$tmp/wp/usr/share/wayland-protocols"
+fetch_package wayland-protocols
+wp_version=$version
+wp_root="$tmp/wayland-protocols/usr/share/wayland-protocols"
 [ -d "$wp_root/stable" ] || die "no stable/ in wayland-protocols $wp_version"
 
 files=()
@@ -161,26 +191,53 @@ for u in "${UNSTABLE[@]}"; do
   fi
 done
 
+# --- Protocols outside wayland-protocols ---------------------------------------------------------
+
+fetch_package plasma-wayland-protocols
+plasma_version=$version
+plasma_root="$tmp/plasma-wayland-protocols/usr/share/plasma-wayland-protocols"
+fetch_package librust-wayland-protocols-wlr-dev
+wlr_version=$version
+wlr_root="$(echo "$tmp"/librust-wayland-protocols-wlr-dev/usr/share/cargo/registry/wayland-protocols-wlr-*/wlr-protocols/unstable)"
+fetch_package librust-wayland-protocols-misc-dev
+misc_version=$version
+misc_root="$(echo "$tmp"/librust-wayland-protocols-misc-dev/usr/share/cargo/registry/wayland-protocols-misc-*/protocols)"
+for f in "${PLASMA[@]}"; do [ -f "$plasma_root/$f" ] || die "$f is not in plasma-wayland-protocols $plasma_version"; done
+for f in "${WLR[@]}"; do [ -f "$wlr_root/$f" ] || die "$f is not in librust-wayland-protocols-wlr-dev $wlr_version"; done
+for f in "${MISC[@]}"; do [ -f "$misc_root/$f" ] || die "$f is not in librust-wayland-protocols-misc-dev $misc_version"; done
+
 # --- Write protocols/ -------------------------------------------------------------------------
 
-rm -rf "$dest/stable" "$dest/staging" "$dest/unstable" "$dest/wayland.xml" "$dest/SOURCES"
+rm -rf "$dest/stable" "$dest/staging" "$dest/unstable" "$dest/plasma" "$dest/wlr" "$dest/misc" \
+  "$dest/wayland.xml" "$dest/SOURCES"
 mkdir -p "$dest"
-node "$here/strip-protocol.mjs" "$(dirname "$wl_xml")" "$dest" wayland.xml
+node "$here/strip-protocol.mjs" "$wl_root" "$dest" wayland.xml
 node "$here/strip-protocol.mjs" "$wp_root" "$dest" "${files[@]}"
+node "$here/strip-protocol.mjs" "$plasma_root" "$dest/plasma" "${PLASMA[@]}"
+node "$here/strip-protocol.mjs" "$wlr_root" "$dest/wlr" "${WLR[@]}"
+node "$here/strip-protocol.mjs" "$misc_root" "$dest/misc" "${MISC[@]}"
 
 {
   echo "Protocol XML relayed by tswl-proxy, imported by scripts/import-protocols.sh."
   echo "Every <description> element was removed; <copyright> and everything else are unchanged."
   echo
   echo "Packages (Debian):"
-  echo "  libwayland-dev $wl_version ($wl_origin)"
-  echo "  wayland-protocols $wp_version (suite $suite, .deb sha256 $wp_sha256)"
+  for s in "${sources[@]}"; do echo "  $s"; done
   echo
   echo "From libwayland-dev $wl_version:"
   echo "  wayland.xml"
   echo
   echo "From wayland-protocols $wp_version:"
   for f in "${files[@]}"; do echo "  $f"; done
+  echo
+  echo "From plasma-wayland-protocols $plasma_version (/usr/share/plasma-wayland-protocols):"
+  for f in "${PLASMA[@]}"; do echo "  plasma/$f"; done
+  echo
+  echo "From librust-wayland-protocols-wlr-dev $wlr_version (the crate's wlr-protocols/unstable):"
+  for f in "${WLR[@]}"; do echo "  wlr/$f"; done
+  echo
+  echo "From librust-wayland-protocols-misc-dev $misc_version (the crate's protocols):"
+  for f in "${MISC[@]}"; do echo "  misc/$f"; done
   if [ "${#skipped[@]}" -gt 0 ]; then
     echo
     echo "Not imported: moved to stable/ with the same interface names (the stable file defines them):"
@@ -188,4 +245,5 @@ node "$here/strip-protocol.mjs" "$wp_root" "$dest" "${files[@]}"
   fi
 } >"$dest/SOURCES"
 
-echo "import-protocols: wrote $((${#files[@]} + 1)) files to $dest (wayland $wl_version, wayland-protocols $wp_version)" >&2
+count=$((1 + ${#files[@]} + ${#PLASMA[@]} + ${#WLR[@]} + ${#MISC[@]}))
+echo "import-protocols: wrote $count files to $dest (wayland $wl_version, wayland-protocols $wp_version)" >&2

@@ -2,9 +2,9 @@
 // mid-frame.
 import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, test } from 'vitest';
-import { allInterfaces } from '../src/generated/index.js';
 import { join } from 'node:path';
 import { Desktop } from './support/desktop.js';
+import { expectedThroughProxy, unknownGlobals, waylandInfoGlobals } from './support/globals.js';
 import { accepts, killAll, start, stop, waitFor } from './support/processes.js';
 import {
   type HeadlessWeston,
@@ -21,41 +21,17 @@ afterEach(async () => {
   weston = undefined;
 });
 
-/** wayland-info's globals as "interface version". */
-function globals(env: NodeJS.ProcessEnv): Map<string, number[]> {
-  const run = spawnSync('wayland-info', [], { env, encoding: 'utf8' });
-  expect(run.status, run.stderr).toBe(0);
-  const found = new Map<string, number[]>();
-  for (const m of run.stdout.matchAll(/^interface: '(\w+)',\s+version:\s+(\d+), name:\s+\d+$/gm)) {
-    found.set(m[1], [...(found.get(m[1]) ?? []), Number(m[2])]);
-  }
-  return found;
-}
-
 describe('globals', () => {
   test('wayland-info lists what weston offers, less only what the proxy cannot relay', async () => {
     weston = await startHeadlessWeston();
-    const direct = globals(weston.env);
+    const direct = waylandInfoGlobals(weston.env);
     const proxy = await startProxy(weston, []);
-    const proxied = globals({ ...weston.env, WAYLAND_DISPLAY: 'wayland-1' });
+    const proxied = waylandInfoGlobals({ ...weston.env, WAYLAND_DISPLAY: 'wayland-1' });
     await stop(proxy);
-    const known = new Map(allInterfaces.map((i) => [i.name, i.version]));
-    const expected = new Map(
-      [...direct]
-        .filter(([name]) => known.has(name))
-        .map(([name, versions]) => [name, versions.map((v) => Math.min(v, known.get(name)!))]),
-    );
-    expect(proxied).toEqual(expected);
-    // what weston 10 offers that is hidden: its private protocols and unstable ones we do not carry
-    expect([...direct.keys()].filter((n) => !known.has(n)).sort()).toEqual(
-      [
-        'weston_desktop_shell',
-        'weston_screenshooter',
-        'zwp_input_panel_v1',
-        'zwp_input_timestamps_manager_v1',
-        'zwp_linux_explicit_synchronization_v1',
-        'zwp_text_input_manager_v1',
-      ].sort(),
+    expect(proxied).toEqual(expectedThroughProxy(direct));
+    // what weston 10 offers that is hidden: its private protocols and its input method's panel
+    expect(unknownGlobals(direct)).toEqual(
+      ['weston_desktop_shell', 'weston_screenshooter', 'zwp_input_panel_v1'].sort(),
     );
     // wayland-info was parsed: the comparison above is not of two empty lists
     expect([...proxied.keys()]).toEqual(expect.arrayContaining(['wl_compositor', 'xdg_wm_base']));

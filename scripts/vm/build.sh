@@ -1,9 +1,10 @@
 #!/bin/bash
 # Builds the VM harness of `npm run test:vm` into the git-ignored folder .vm/ (see
-# /work/shared/reference/vm-harness.md): a Debian sid chroot with QEMU >= 11.1, bookworm's guest
-# kernel, and a busybox initramfs whose init mounts the host root read-only over 9p. Every step
-# is skipped when its output exists, so a second run costs nothing. Needs root and network access
-# to the Debian mirror named in the host's apt sources.
+# /work/shared/reference/vm-harness.md): a Debian sid chroot with QEMU >= 11.1 (and sway, grim and
+# Xwayland for `npm run test:sway`), bookworm's guest kernel, and a busybox initramfs whose init
+# mounts the host root read-only over 9p. Every step is skipped when its output exists, so a second
+# run costs nothing. Needs root and network access to the Debian mirror named in the host's apt
+# sources.
 set -euo pipefail
 
 PROJECT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -61,6 +62,17 @@ fi
 if [ ! -f "$SID/usr/include/libdrm/virtgpu_drm.h" ]; then
   DEBIAN_FRONTEND=noninteractive chroot "$SID" apt-get install -y --no-install-recommends \
     libdrm-dev >&2
+  chroot "$SID" apt-get clean
+fi
+
+# sway 1.12 as the second test compositor of `npm run test:sway` (headless, pixman renderer),
+# grim for its screenshots, a fixed font, and sid's Xwayland for the X11 tests.
+if [ ! -x "$SID/usr/bin/sway" ] || [ ! -x "$SID/usr/bin/grim" ] || [ ! -x "$SID/usr/bin/Xwayland" ] ||
+  [ ! -f "$SID/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf" ]; then
+  log "installing sway, grim and xwayland in the chroot"
+  chroot "$SID" apt-get -o Acquire::Check-Valid-Until=false update >&2
+  DEBIAN_FRONTEND=noninteractive chroot "$SID" apt-get install -y --no-install-recommends \
+    sway grim xwayland fonts-dejavu-core >&2
   chroot "$SID" apt-get clean
 fi
 

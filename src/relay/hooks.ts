@@ -1,5 +1,6 @@
 import { bufferHooks } from './buffer.js';
 import { displayHooks } from './display.js';
+import { fixesHooks } from './fixes.js';
 import type { InterfaceHooks } from './relay.js';
 import { iccHooks } from './icc.js';
 import { registryHooks } from './registry.js';
@@ -27,6 +28,7 @@ export function relayHooks(options: HookOptions): Map<string, InterfaceHooks> {
   const hooks = new Map<string, InterfaceHooks>([
     ['wl_display', displayHooks],
     ['wl_registry', registryHooks(options.hiddenGlobals ?? new Set())],
+    ['wl_fixes', fixesHooks],
   ]);
   if (options.tag || options.appIdPrefix) {
     for (const [name, h] of toplevelLabelHooks(options.tag, options.appIdPrefix ?? ''))

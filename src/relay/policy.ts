@@ -63,12 +63,19 @@ export function parseAllowGlobal(value: string, previous: string[] = []): string
 
 /**
  * Globals that cannot work across a VM boundary (tswl-proxy --virtio-gpu/--virtio-wl, and every
- * guest of tswl-host): guest dma-bufs and DRM sync objects (the device offers none), and requests
- * naming shm buffers that stay in the guest (toplevel icons). Capture and DRM leases are
- * privileged anyway.
+ * guest of tswl-host), even when allowed: guest dma-bufs, sync files and DRM sync objects (the
+ * device offers none), guest memory files (gamma ramps, virtual keyboard keymaps), and buffers
+ * that stay in the guest while the host would write into them or keep them (capture, icons).
  */
 export const VM_BOUNDARY_HIDDEN_GLOBALS: ReadonlySet<string> = new Set([
   'zwp_linux_dmabuf_v1',
+  'zwp_linux_explicit_synchronization_v1',
   'wp_linux_drm_syncobj_manager_v1',
+  'wp_drm_lease_device_v1',
+  'ext_image_copy_capture_manager_v1',
+  'zwlr_screencopy_manager_v1',
+  'zwlr_export_dmabuf_manager_v1',
+  'zwlr_gamma_control_manager_v1',
+  'zwp_virtual_keyboard_manager_v1',
   'xdg_toplevel_icon_manager_v1',
 ]);
