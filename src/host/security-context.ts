@@ -40,14 +40,15 @@ export interface SecurityContextManager {
  */
 function converse(
   socket: string,
-  write: (w: MessageWriter, syncId: number) => void,
+  write: (w: MessageWriter) => void,
+  /** The id of the final wl_callback: the next unused id after what `write` made. */
+  syncId: number,
   fds: number[] = [],
 ): { globals: Map<string, number>; error: string | null } {
   const fd = native.connectUnix(socket);
   try {
     const w = new MessageWriter(1024);
-    const syncId = 100;
-    write(w, syncId);
+    write(w);
     writeWlDisplaySync(w, DISPLAY, syncId);
     if (native.sendmsg(fd, w.buf, 0, w.len, fds, fds.length) !== w.len)
       throw new Error('the compositor did not take the request');
@@ -94,7 +95,8 @@ function converse(
 
 /** Asks the compositor whether it offers security contexts (once, at start-up). */
 export function findSecurityContextManager(socket: string): SecurityContextManager | null {
-  const { globals } = converse(socket, (w) => writeWlDisplayGetRegistry(w, DISPLAY, 2));
+  const { globals, error } = converse(socket, (w) => writeWlDisplayGetRegistry(w, DISPLAY, 2), 3);
+  if (error) throw new Error(error);
   const name = globals.get(MANAGER);
   return name === undefined ? null : { name };
 }
@@ -128,6 +130,7 @@ export function openSecurityContext(
         writeWpSecurityContextV1SetInstanceId(w, 4, instanceId);
         writeWpSecurityContextV1Commit(w, 4);
       },
+      5,
       [listener.fd, closeRead],
     );
     if (error) throw new Error(`the compositor refused the security context: ${error}`);
