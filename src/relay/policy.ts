@@ -23,13 +23,10 @@ export const PRIVILEGED_GLOBALS: ReadonlyMap<string, string> = new Map([
   ['zwp_virtual_keyboard_manager_v1', 'types into whatever host window has focus'],
   ['zwlr_virtual_pointer_manager_v1', 'moves and clicks the host pointer anywhere'],
   ['zwp_input_method_manager_v2', 'reads and injects text in every host window'],
-  ['zwp_input_method_v1', 'reads and injects text in every host window'],
-  ['zwp_input_panel_v1', 'draws input panels above host windows'],
   ['ext_transient_seat_manager_v1', 'creates extra host seats'],
   ['wp_security_context_manager_v1', 'makes sandbox contexts (tswl-host makes the VM its own)'],
   ['wp_drm_lease_device_v1', "leases the host's display hardware"],
   ['ext_idle_notifier_v1', "watches the host user's activity"],
-  ['zwp_xwayland_keyboard_grab_manager_v1', 'grabs the host keyboard (meant for Xwayland)'],
   ['xwayland_shell_v1', "meant for the compositor's own Xwayland"],
 ]);
 
