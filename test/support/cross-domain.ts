@@ -8,6 +8,7 @@ import { connectCrossDomain, crossDomainShadowShm } from '../../src/links/cross-
 import { ProtocolTables } from '../../src/protocol/tables.js';
 import { ProxyServer } from '../../src/proxy.js';
 import { relayHooks } from '../../src/relay/hooks.js';
+import { VM_BOUNDARY_HIDDEN_GLOBALS, withheldGlobals } from '../../src/relay/policy.js';
 import type { InterfaceHooks } from '../../src/relay/relay.js';
 import { type Running, accepts, start, stop, waitFor } from './processes.js';
 import { repoRoot } from './weston.js';
@@ -107,7 +108,12 @@ export function startCrossDomainProxy(
   wrap?: (hooks: Map<string, InterfaceHooks>) => void,
 ): InProcessProxy {
   const warnings: string[] = [];
-  const hooks = relayHooks({ tag: '', shadowShm: crossDomainShadowShm });
+  // as tswl-proxy --virtio-gpu-device sets it up
+  const hooks = relayHooks({
+    tag: '',
+    shadowShm: crossDomainShadowShm,
+    hiddenGlobals: new Set([...withheldGlobals([]), ...VM_BOUNDARY_HIDDEN_GLOBALS]),
+  });
   wrap?.(hooks);
   const server = new ProxyServer({
     listenPath: join(c.runtimeDir, 'wayland-1'),

@@ -17,6 +17,8 @@ export interface HeadlessWeston {
 
 export async function startHeadlessWeston(
   extraEnv: NodeJS.ProcessEnv = {},
+  /** `gl`: weston's GL renderer on Mesa's llvmpipe, which also takes planar YUV shm buffers. */
+  renderer: 'pixman' | 'gl' = 'pixman',
 ): Promise<HeadlessWeston> {
   const runtimeDir = mkdtempSync(join(tmpdir(), 'tswl-rt-'));
   const env: NodeJS.ProcessEnv = {
@@ -31,7 +33,7 @@ export async function startHeadlessWeston(
     'weston',
     [
       '--backend=headless-backend.so',
-      '--use-pixman',
+      renderer === 'gl' ? '--use-gl' : '--use-pixman',
       '--socket=wayland-0',
       '--idle-time=0',
       '--no-config',
