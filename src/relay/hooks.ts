@@ -1,6 +1,7 @@
 import { bufferHooks } from './buffer.js';
 import { displayHooks } from './display.js';
 import type { InterfaceHooks } from './relay.js';
+import type { LocalGlobal } from './registry.js';
 import { registryHooks } from './registry.js';
 import type { ShadowAllocatorSource } from './shm.js';
 import { Shadowing, shmHooks } from './shm.js';
@@ -17,13 +18,15 @@ export interface HookOptions {
   readonly shadowShm?: ShadowAllocatorSource | null;
   /** Globals the host link cannot carry, kept from clients. */
   readonly hiddenGlobals?: ReadonlySet<string>;
+  /** Globals the proxy implements itself for these clients (their interfaces need hooks too). */
+  readonly localGlobals?: readonly LocalGlobal[];
 }
 
 /** The interfaces that need more than generic forwarding, by name. */
 export function relayHooks(options: HookOptions): Map<string, InterfaceHooks> {
   const hooks = new Map<string, InterfaceHooks>([
     ['wl_display', displayHooks],
-    ['wl_registry', registryHooks(options.hiddenGlobals ?? new Set())],
+    ['wl_registry', registryHooks(options.hiddenGlobals ?? new Set(), options.localGlobals)],
   ]);
   if (options.tag) for (const [name, h] of titleTagHooks(options.tag)) hooks.set(name, h);
   if (options.shadowShm) {

@@ -36,12 +36,20 @@ export type EndpointConnector = (handler: EndpointHandler) => Endpoint;
 /** Opens this client's own connection to the host compositor. */
 export type HostConnector = EndpointConnector;
 
+/**
+ * Decides, before a client request is processed, whether the client's requests must wait from
+ * that message on (nothing of it is read, no fd taken); `Relay.releaseRequests` goes on from it.
+ */
+export type RequestGate = (relay: Relay, objectId: number, opcode: number) => boolean;
+
 export interface RelayOptions {
   readonly tables: ProtocolTables;
   /** The client side: a Unix socket in the proxy, a guest's cross-domain channel in tswl-host. */
   readonly connectClient: EndpointConnector;
   readonly connectHost: HostConnector;
   readonly hooks: ReadonlyMap<string, InterfaceHooks>;
+  /** Holds the client's requests at a message until the proxy is ready for it (see RequestGate). */
+  readonly requestGate?: RequestGate;
   /** Called once when both connections are closed. */
   readonly onClose?: (relay: Relay) => void;
   readonly warn?: (message: string) => void;
@@ -68,6 +76,8 @@ export class Relay {
   /** Inside pump(): a hook's synchronous device call must not start another one. */
   private pumping = false;
   private closed = false;
+  /** The request gate closed: the client's requests wait at the first unprocessed one. */
+  private held = false;
   private readonly disposers: (() => void)[] = [];
 
   /** Throws when the host cannot be reached; the client side is then not opened. */
@@ -127,8 +137,23 @@ export class Relay {
     else this.disposers.push(dispose);
   }
 
+  /** The request gate held the client's requests: process them again, from the one it stopped at. */
+  releaseRequests(): void {
+    if (!this.held || this.closed) return;
+    this.held = false;
+    this.resume(this.client);
+  }
+
+  /** Sends what hooks or the proxy itself queued for either peer outside of a pump. */
+  flush(): void {
+    if (this.closed) return;
+    if (this.host.out.len > 0) this.host.flush();
+    if (this.client.out.len > 0) this.client.flush();
+  }
+
   /** The peer that was too slow caught up: read from the other side again, starting with what is buffered. */
   private resume(from: Endpoint): void {
+    if (from === this.client && this.held) return;
     from.setReading(true);
     if (from.inEnd > from.inStart && !this.pumping) this.pump(from);
   }
@@ -156,6 +181,11 @@ export class Relay {
           throw new WireError(`message to object ${id} has an invalid size ${size}`);
         }
         if (from.inEnd - start < size) break;
+        if (!toClient && this.options.requestGate?.(this, id, word & 0xffff)) {
+          this.held = true;
+          from.setReading(false);
+          break;
+        }
         if (toClient) this.handleEvent(start, size, id, word & 0xffff);
         else this.handleRequest(start, size, id, word & 0xffff);
         from.consume(size);
@@ -171,7 +201,9 @@ export class Relay {
       this.pumping = false;
     }
     to.flush();
+    // hooks may answer the peer a message came from (a proxy-owned object's ack, an event)
     if (this.client.out.len > 0) this.client.flush();
+    if (this.host.out.len > 0) this.host.flush();
   }
 
   private onPumpError(e: unknown, fromHost: boolean): void {
@@ -240,6 +272,17 @@ export class Relay {
     const msg = obj.iface.events[opcode];
     if (!msg) throw new WireError(`unknown event ${opcode} for ${obj.iface.name}@${id}`);
     this.takeFds(from, obj, id, msg);
+    if (obj.owner) {
+      // a host object the proxy made for itself: its events are the proxy's, never the client's
+      this.reader.reset(from.in, from.inView, start + 8, start + size);
+      this.traceArrived(false, from, start, size);
+      try {
+        obj.owner(opcode, this.reader);
+      } finally {
+        for (let i = this.reader.fdPos; i < msg.fdCount; i++) closeQuietly(this.msgFds[i]);
+      }
+      return;
+    }
     if (obj.dying && obj.serverCreated) {
       // The client already destroyed this server-created object: it would drop the event too.
       this.closeMessageFds(msg.fdCount);
