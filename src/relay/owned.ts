@@ -3,6 +3,7 @@
 // and an owner that takes their events.
 import { WireError } from '../wire/errors.js';
 import type { ArgReader } from '../wire/reader.js';
+import { DisplayError, ProtocolError } from './errors.js';
 import { SERVER_ID_START, WlObject } from './objects.js';
 import type { Relay } from './relay.js';
 
@@ -55,3 +56,22 @@ export function ownedObjectDestroyed(relay: Relay, obj: WlObject): void {
 }
 
 function ignoreEvents(): void {}
+
+/**
+ * A client object with nothing on the host (hostId 0), for an interface the proxy implements
+ * itself: its hooks must handle every request to it.
+ */
+export function newClientOnlyObject(
+  relay: Relay,
+  id: number,
+  iface: string,
+  version: number,
+): WlObject {
+  if (!relay.clientIds.canInsert(id, false))
+    throw new ProtocolError(1, DisplayError.invalidObject, `invalid new id ${id}`);
+  const obj = new WlObject(id, 0, relay.tables.require(iface), version);
+  relay.clientIds.set(id, obj);
+  return obj;
+}
+
+export { deleteClientOnlyObject } from './shm.js';
