@@ -3,8 +3,9 @@ import { configDefaults, defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    // test/vm needs the VM harness and root: npm run test:vm (vitest.vm.config.ts)
-    exclude: [...configDefaults.exclude, 'test/vm/**'],
+    // test/vm needs the VM harness and root: npm run test:vm (vitest.vm.config.ts); test/x11 is
+    // npm run test:x11 (vitest.x11.config.ts)
+    exclude: [...configDefaults.exclude, 'test/vm/**', 'test/x11/**'],
     globalSetup: ['test/support/global-setup.ts'],
     testTimeout: 60000,
     hookTimeout: 60000,
