@@ -7,9 +7,9 @@
 // (weston draws none for xdg toplevels): screenshots are compared on the client's own area. The
 // proxied run gets an output exactly the size of the direct run's client area, so both clients
 // draw at the same size.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, test } from 'vitest';
+import { afterAll, afterEach, describe, expect, onTestFinished, test } from 'vitest';
 import { Desktop, colourCount, differingPixels } from '../support/desktop.js';
 import { killAll, type Running, start, stop, waitFor } from '../support/processes.js';
 import { type ClientArea, clientArea, crop, freeXDisplay } from '../support/x11.js';
@@ -38,6 +38,22 @@ function proxyEnv(d: Desktop): NodeJS.ProcessEnv {
 }
 
 type Route = 'proxied' | 'cross-domain';
+
+// sid's Xwayland 24.1 (xwayland_shell_v1) from the VM harness chroot, through a wrapper; bookworm's
+// 22.1.9 pairs windows by WL_SURFACE_ID only
+const sid = join(process.env.TSWL_VM_DIR ?? '/var/cache/tswl-proxy-vm', 'sid');
+const sidXwayland = join(shots, 'sid-xwayland.sh');
+writeFileSync(sidXwayland, `#!/bin/sh\nexec chroot ${sid} /usr/bin/Xwayland "$@"\n`, {
+  mode: 0o755,
+});
+type Xwayland = 'bookworm' | 'sid';
+const xwaylandArgs = (x: Xwayland): string[] => {
+  if (x === 'bookworm') return [];
+  expect(existsSync(join(sid, 'usr/bin/Xwayland')), 'run scripts/vm/build.sh (sid Xwayland)').toBe(
+    true,
+  );
+  return ['--xwayland-binary', sidXwayland];
+};
 
 /** tswl-proxy --x-display running `command`, by one route to the desktop's weston. */
 async function proxied(
@@ -103,13 +119,18 @@ async function clientShot(d: Desktop, area: ClientArea, name: string): Promise<s
 }
 
 describe('X11 clients show the same content as under weston --xwayland', () => {
-  test.each(clients)('%s', async (name, className, command) => {
+  test.each(
+    clients.flatMap(([n, c, cmd]) =>
+      (['bookworm', 'sid'] as Xwayland[]).map((x) => [n, c, cmd, x] as const),
+    ),
+  )('%s (%s Xwayland)', async (name, className, command, xwayland) => {
     const direct = await desktop({ xwayland: true });
     const env = { ...direct.clientEnv(), DISPLAY: direct.westonXDisplay!, GDK_BACKEND: 'x11' };
     const client = start(command[0], command.slice(1), env);
     // weston's WM resizes the window after it maps: measure again until the size holds
-    let area: ClientArea = await waitFor(`the ${name} window under weston's Xwayland`, () =>
-      clientArea(direct.westonXDisplay!, className) ?? undefined,
+    let area: ClientArea = await waitFor(
+      `the ${name} window under weston's Xwayland`,
+      () => clientArea(direct.westonXDisplay!, className) ?? undefined,
     );
     let directShot: string;
     for (;;) {
@@ -127,11 +148,11 @@ describe('X11 clients show the same content as under weston --xwayland', () => {
     // an output the size of that client area: the proxied client is configured to that size
     const d = await desktop({ width: area.width, height: area.height });
     for (const route of ['proxied', 'cross-domain'] as Route[]) {
-      const { proxy } = await proxied(d, route, command);
+      const { proxy } = await proxied(d, route, command, xwaylandArgs(xwayland));
       const shot = await clientShot(
         d,
         { x: 0, y: 0, width: area.width, height: area.height },
-        `${name}-${route}`,
+        `${name}-${route}-${xwayland}`,
       );
       expect(differingPixels(directShot, shot), `${route}\n${proxy.output()}`).toBe(0);
       await stop(proxy);
@@ -167,12 +188,16 @@ describe('X11 clients that draw to their window size', () => {
 });
 
 describe('input, titles and close', () => {
-  test.each(['proxied', 'cross-domain'] as Route[])(
-    'text typed into weston reaches xterm (%s)',
-    async (route) => {
+  test.each([
+    ['proxied', 'bookworm'],
+    ['cross-domain', 'bookworm'],
+    ['proxied', 'sid'],
+  ] as [Route, Xwayland][])(
+    'text typed into weston reaches xterm (%s, %s Xwayland)',
+    async (route, xwayland) => {
       const d = await desktop();
       const file = join(d.runtimeDir, `typed-${route}.txt`);
-      await proxied(d, route, ['xterm', '-e', '/bin/sh']);
+      await proxied(d, route, ['xterm', '-e', '/bin/sh'], xwaylandArgs(xwayland));
       await d.stableScreenshot(join(shots, `typing-${route}.png`));
       d.type(`echo typed-through-tswl-x11 > ${file}`);
       await waitFor(
@@ -196,3 +221,92 @@ describe('input, titles and close', () => {
     );
   });
 });
+
+describe('Xwayland comes and goes', () => {
+  test('Xwayland killed under load: the next X client gets a new one; Wayland clients keep drawing', async () => {
+    const d = await desktop();
+    const { proxy, display } = await proxied(d, 'proxied', []);
+    await waitFor('the proxy to listen', () => existsSync(join(d.runtimeDir, 'wayland-1')));
+    const env = { ...d.clientEnv('wayland-1'), DISPLAY: `:${display}` };
+    const wayland = start('weston-simple-shm', [], env);
+    const load = start('xterm', ['-e', 'sh', '-c', 'while :; do seq 1 1000; done'], env);
+    await d.stableScreenshot(join(shots, 'load.png')).catch(() => undefined);
+    const xwayland = await waitFor('Xwayland to run', () => childNamed(proxy, 'Xwayland'));
+    process.kill(xwayland, 'SIGKILL');
+    expect(await load.exited).not.toBe(0);
+    const file = join(d.runtimeDir, 'after-kill.txt');
+    start('xterm', ['-e', 'sh', '-c', `echo restarted > ${file}`], env);
+    // Xwayland starts again at most once per 10 s
+    await waitFor('the next X client to run', () => existsSync(file), 30000);
+    expect(readFileSync(file, 'utf8')).toBe('restarted\n');
+    expect(wayland.child.exitCode, proxy.output()).toBeNull();
+    // the Wayland client still draws: a frame of its shows once the X windows are gone
+    const shot = join(shots, 'after-kill.png');
+    await waitFor('weston-simple-shm on screen', () => {
+      d.screenshot(shot);
+      return colourCount(shot) > 2;
+    });
+    expect(proxy.child.exitCode).toBeNull();
+  });
+
+  test('socket activation: an X client is served through the "x11" socket systemd hands over', async () => {
+    const d = await desktop();
+    const display = freeXDisplay();
+    // where the socket unit puts it; the abstract socket is left to nobody
+    const xsocket = `/tmp/.X11-unix/X${display}`;
+    onTestFinished(() => rmSync(xsocket, { force: true }));
+    const activate = start(
+      'systemd-socket-activate',
+      [
+        '-l',
+        join(d.runtimeDir, 'wayland-1'),
+        '-l',
+        xsocket,
+        '--fdname=wayland:x11',
+        `--setenv=XDG_RUNTIME_DIR=${d.runtimeDir}`,
+        proxyBin,
+        '--host-display',
+        'wayland-0',
+        '--x-display',
+        String(display),
+      ],
+      proxyEnv(d),
+    );
+    await waitFor('the sockets', () => existsSync(xsocket));
+    const file = join(d.runtimeDir, 'activated.txt');
+    start('xterm', ['-e', 'sh', '-c', `echo activated > ${file}`], {
+      ...d.clientEnv(),
+      DISPLAY: `:${display}`,
+    });
+    await waitFor('the X client to run', () => existsSync(file), 30000);
+    expect(readFileSync(file, 'utf8')).toBe('activated\n');
+    expect(activate.output()).not.toMatch(/socket activation|already taken/);
+  });
+});
+
+/** The pid of a process named `comm` among the descendants of `run`. */
+function childNamed(run: Running, comm: string): number | undefined {
+  const queue = [run.child.pid!];
+  while (queue.length > 0) {
+    const pid = queue.shift()!;
+    let children: number[] = [];
+    try {
+      children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean)
+        .map(Number);
+    } catch {
+      continue;
+    }
+    for (const c of children) {
+      try {
+        if (readFileSync(`/proc/${c}/comm`, 'utf8').trim() === comm) return c;
+      } catch {
+        // gone
+      }
+      queue.push(c);
+    }
+  }
+  return undefined;
+}
