@@ -64,6 +64,13 @@ if [ ! -f "$SID/usr/include/libdrm/virtgpu_drm.h" ]; then
   chroot "$SID" apt-get clean
 fi
 
+# sid's Xwayland (24.1, with xwayland_shell_v1), run by the X11 tests through a wrapper.
+if [ ! -x "$SID/usr/bin/Xwayland" ]; then
+  DEBIAN_FRONTEND=noninteractive chroot "$SID" apt-get install -y --no-install-recommends \
+    xwayland >&2
+  chroot "$SID" apt-get clean
+fi
+
 # ---- 2. bookworm's guest kernel and busybox -------------------------------------------------
 KVER=$(cat "$VM/kver" 2>/dev/null || true)
 if [ -z "$KVER" ] || [ ! -f "$VM/kernel/boot/vmlinuz-$KVER" ]; then
