@@ -61,6 +61,43 @@ void CloseQuietly(int fd) {
   if (fd >= 0) ::close(fd);
 }
 
+// A listening stream socket at a path, or at an abstract address written '@name' (the name's
+// bytes only, as X servers bind theirs), with no lock file and nothing removed first: X11's
+// display sockets, whose lock is the caller's /tmp/.X<n>-lock.
+Napi::Value ListenStream(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string address;
+  if (!GetString(info, 0, "address", &address)) return {};
+  sockaddr_un addr;
+  socklen_t addrLen;
+  bool abstract = !address.empty() && address[0] == '@';
+  if (abstract) {
+    std::string name = address.substr(1);
+    if (name.empty() || name.size() > sizeof(addr.sun_path) - 1) {
+      ThrowErrno(env, name.empty() ? EINVAL : ENAMETOOLONG, "listen", address);
+      return {};
+    }
+    memset(&addr, 0, sizeof(addr));
+    addr.sun_family = AF_UNIX;
+    memcpy(addr.sun_path + 1, name.data(), name.size());
+    addrLen = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  } else if (!MakeAddress(env, "listen", address, &addr, &addrLen)) {
+    return {};
+  }
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) {
+    ThrowErrno(env, errno, "socket");
+    return {};
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), addrLen) < 0 || listen(fd, 128) < 0) {
+    int err = errno;
+    CloseQuietly(fd);
+    ThrowErrno(env, err, "bind", address);
+    return {};
+  }
+  return Napi::Number::New(env, fd);
+}
+
 Napi::Value ListenUnix(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path;
@@ -512,6 +549,7 @@ Napi::Value MkFifo(const Napi::CallbackInfo& info) {
 
 void InitSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("listenUnix", Napi::Function::New(env, ListenUnix, "listenUnix"));
+  exports.Set("listenStream", Napi::Function::New(env, ListenStream, "listenStream"));
   exports.Set("accept", Napi::Function::New(env, Accept, "accept"));
   exports.Set("connectUnix", Napi::Function::New(env, ConnectUnix, "connectUnix"));
   exports.Set("socketpair", Napi::Function::New(env, SocketPair, "socketpair"));

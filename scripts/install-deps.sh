@@ -35,6 +35,11 @@ PACKAGES=(
   qemu-system-x86   # bookworm's QEMU 7.2: the VM test's guest without context-init
   debootstrap       # the VM harness: a sid chroot with QEMU >= 11.1 (scripts/vm/build.sh)
   cpio              # the VM harness: the guest's initramfs
+  xwayland          # tswl-proxy --x-display: Xwayland 22.1.9, and weston --xwayland to compare with
+  xterm             # X11 test client
+  x11-apps          # xeyes, xlogo: X11 test clients
+  xclip             # X11 selections from the command line
+  gtk-3-examples    # gtk3-demo, a GTK3 client (GDK_BACKEND=x11)
 )
 
 if [[ "${1:-}" == "--list" ]]; then

@@ -3,7 +3,7 @@ import * as native from './native/index.js';
 import type { Tracer } from './log/trace.js';
 import type { ProtocolTables } from './protocol/tables.js';
 import { DisplayError } from './relay/errors.js';
-import type { HostConnector, InterfaceHooks } from './relay/relay.js';
+import type { HostConnector, InterfaceHooks, RequestGate } from './relay/relay.js';
 import { Relay } from './relay/relay.js';
 import { Connection } from './wire/connection.js';
 import { closeQuietly } from './wire/fd-queue.js';
@@ -23,6 +23,13 @@ export interface ProxyOptions {
   readonly trace?: Tracer | null;
   /** Called whenever a client connects or leaves, with the number connected. */
   readonly onClientsChanged?: (clients: number) => void;
+}
+
+/** How a client the proxy connected itself is relayed differently from the rest. */
+export interface SpecialClient {
+  readonly hooks: ReadonlyMap<string, InterfaceHooks>;
+  readonly requestGate?: RequestGate;
+  readonly onClose?: (relay: Relay) => void;
 }
 
 export interface ProxyStats {
@@ -118,14 +125,26 @@ export class ProxyServer {
     }
   }
 
-  private connectClient(clientFd: number): void {
+  /**
+   * Relays a client connection the proxy made itself (one end of a socketpair handed to a
+   * program it started, as Xwayland's WAYLAND_SOCKET), with hooks of its own. Throws when the
+   * host cannot be reached; the fd is then closed.
+   */
+  adoptClient(clientFd: number, special: SpecialClient): Relay {
+    const relay = this.connectClient(clientFd, special);
+    if (!relay) throw new Error(`cannot reach the host compositor at ${this.options.hostName}`);
+    return relay;
+  }
+
+  private connectClient(clientFd: number, special?: SpecialClient): Relay | null {
     let relay: Relay;
     try {
       relay = new Relay({
         connectClient: (handler) => new Connection(clientFd, handler),
         connectHost: this.options.connectHost,
         tables: this.options.tables,
-        hooks: this.options.hooks,
+        hooks: special?.hooks ?? this.options.hooks,
+        requestGate: special?.requestGate,
         warn: this.options.warn,
         trace: this.options.trace,
         onClose: (r) => {
@@ -135,16 +154,18 @@ export class ProxyServer {
           this.ended.fdsToHost += r.client.fdsIn;
           this.ended.fdsToClients += r.host.fdsIn;
           this.options.onClientsChanged?.(this.relays.size);
+          special?.onClose?.(r);
         },
       });
     } catch (e) {
       const why = `cannot reach the host compositor at ${this.options.hostName}: ${(e as Error).message}`;
       this.options.warn(why);
       refuseClient(clientFd, why);
-      return;
+      return null;
     }
     this.relays.add(relay);
     this.options.onClientsChanged?.(this.relays.size);
+    return relay;
   }
 }
 

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { closeSync, readFileSync } from 'node:fs';
+import { accessSync, closeSync, constants as constants_fs, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { constants } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
 import { allInterfaces } from '../generated/index.js';
@@ -18,7 +19,10 @@ import {
   withheldGlobals,
 } from '../relay/policy.js';
 import type { HostConnector } from '../relay/relay.js';
+import type { LocalGlobal } from '../relay/registry.js';
 import type { ShadowAllocatorSource } from '../relay/shm.js';
+import { XDisplay } from '../xwayland/display.js';
+import { XwaylandLauncher } from '../xwayland/xwayland.js';
 import { connectCrossDomain, crossDomainShadowShm, openVirtGpu } from '../links/cross-domain.js';
 import { connectVirtWl, openVirtWl, virtWlShadowShm } from '../links/virtwl.js';
 import { discoverVirtGpu } from '../virtgpu/drm.js';
@@ -41,6 +45,9 @@ interface Options {
   logSuppress: string;
   logRingPath?: string;
   logRingSize: number;
+  xDisplay?: number;
+  xwaylandBinary: string;
+  xrdb: string[];
 }
 
 const packageJson = JSON.parse(
@@ -48,6 +55,18 @@ const packageJson = JSON.parse(
 ) as {
   version: string;
 };
+
+function displayNumber(value: string): number {
+  const n = Number(value);
+  if (!/^[0-9]+$/.test(value) || n > 65535)
+    throw new InvalidArgumentError('expected an X display number, 0 to 65535');
+  return n;
+}
+
+function xrdbEntry(value: string): string {
+  if (!/^[^:\n]+:[^\n]*$/.test(value)) throw new InvalidArgumentError('expected KEY:VALUE');
+  return value;
+}
 
 function byteCount(value: string): number {
   const n = Number(value);
@@ -95,6 +114,18 @@ export function buildProgram(): Command {
       parseAllowGlobal,
       [],
     )
+    .option(
+      '--x-display <n>',
+      'serve X11 applications as display :N, through Xwayland started on demand (DISPLAY=:N for the command)',
+      displayNumber,
+    )
+    .option('--xwayland-binary <path>', 'the Xwayland program to run', 'Xwayland')
+    .option(
+      '--xrdb <key:value>',
+      "an X resource for the root window's RESOURCE_MANAGER, e.g. Xft.dpi:96 (repeatable)",
+      (value: string, list: string[]) => [...list, xrdbEntry(value)],
+      [] as string[],
+    )
     .option('-v, --verbose', 'trace every message on both sides, and say more')
     .option(
       '--log-suppress <classes>',
@@ -120,7 +151,11 @@ Control: while running, the FIFO <socket>-ctl (e.g. $XDG_RUNTIME_DIR/wayland-1-c
   dump-log   append the log ring to the --log-ring-path file
   stats      append counts of clients, objects, bytes and fds relayed
 
-systemd: socket activation (LISTEN_FDS, socket named "wayland") and Type=notify are supported.`,
+X11: with --x-display N, X clients connect to /tmp/.X11-unix/XN (and the abstract socket of that
+name); the first one starts Xwayland, whose windows become toplevels and popups on the host.
+
+systemd: socket activation (LISTEN_FDS, sockets named "wayland" and "x11") and Type=notify are
+supported.`,
     )
     .passThroughOptions()
     .version(packageJson.version)
@@ -175,8 +210,17 @@ export async function main(argv: string[]): Promise<number> {
       '--wayland-display cannot be used with a socket-activated "wayland" socket',
     );
   }
-  if (activated?.x11)
-    log.warn('an "x11" socket was passed by systemd, but X11 support is not available yet');
+  if (activated?.x11 && opts.xDisplay === undefined) {
+    throw new UsageError(
+      'an "x11" socket was passed by systemd: give its display number with --x-display N',
+    );
+  }
+  const xwaylandBinary = opts.xDisplay === undefined ? null : findProgram(opts.xwaylandBinary, env);
+  if (opts.xDisplay !== undefined && !xwaylandBinary) {
+    throw new UsageError(
+      `--x-display needs Xwayland, and ${opts.xwaylandBinary} was not found: install the xwayland package or give --xwayland-binary PATH`,
+    );
+  }
   const listenPath =
     activated?.wayland?.path ?? displayPath(opts.waylandDisplay, env, '--wayland-display');
   if (opts.virtioWl && (opts.virtioGpu || opts.virtioGpuDevice)) {
@@ -195,18 +239,21 @@ export async function main(argv: string[]): Promise<number> {
       : socketHost(opts, env, listenPath);
 
   const notifier = Notifier.fromEnv(env, log.warn);
+  const hooksWith = (localGlobals: readonly LocalGlobal[]) =>
+    relayHooks({
+      tag: opts.tag ?? '',
+      appIdPrefix: opts.appIdPrefix ?? '',
+      shadowShm: host.shadowShm,
+      hiddenGlobals: new Set([...withheld, ...host.hiddenGlobals]),
+      localGlobals,
+    });
   const server = new ProxyServer({
     listenPath,
     activatedFd: activated?.wayland?.fd,
     connectHost: host.connect,
     hostName: host.name,
     tables: new ProtocolTables(allInterfaces),
-    hooks: relayHooks({
-      tag: opts.tag ?? '',
-      appIdPrefix: opts.appIdPrefix ?? '',
-      shadowShm: host.shadowShm,
-      hiddenGlobals: new Set([...withheld, ...host.hiddenGlobals]),
-    }),
+    hooks: hooksWith([]),
     warn: log.warn,
     trace: tracer,
     onClientsChanged: (n) => notifier?.status(`${n} client${n === 1 ? '' : 's'} connected`),
@@ -219,6 +266,32 @@ export async function main(argv: string[]): Promise<number> {
       throw new UsageError(`${listenPath} is already in use by another compositor or proxy`);
     throw new UsageError(`cannot listen on ${listenPath}: ${err.message}`);
   }
+  let xDisplay: XDisplay | null = null;
+  let xwayland: XwaylandLauncher | null = null;
+  if (opts.xDisplay !== undefined) {
+    xDisplay = new XDisplay(opts.xDisplay);
+    try {
+      xDisplay.claim(activated?.x11?.fd);
+    } catch (e) {
+      server.close();
+      throw new UsageError((e as Error).message);
+    }
+    xwayland = new XwaylandLauncher({
+      display: xDisplay,
+      binary: xwaylandBinary!,
+      server,
+      hooks: hooksWith,
+      tag: opts.tag ?? '',
+      xrdb: opts.xrdb,
+      info: log.info,
+      warn: log.warn,
+    });
+    xwayland.listen();
+  }
+  const stopX11 = (): void => {
+    xwayland?.close();
+    xDisplay?.release();
+  };
   const control = new ControlPipe(`${listenPath}-ctl`, (cmd) =>
     runControlCommand(cmd, log, server),
   );
@@ -226,9 +299,11 @@ export async function main(argv: string[]): Promise<number> {
     control.open();
   } catch (e) {
     server.close();
+    stopX11();
     throw new UsageError(`cannot create the control FIFO ${control.path}: ${(e as Error).message}`);
   }
   log.info(`listening on ${listenPath}, relaying to ${host.name}`);
+  if (xDisplay) log.info(`X11 display :${xDisplay.number}, Xwayland started on demand`);
   notifier?.ready(`listening on ${listenPath}`);
 
   return new Promise<number>((resolveExit) => {
@@ -237,6 +312,7 @@ export async function main(argv: string[]): Promise<number> {
       if (stopped) return;
       stopped = true;
       notifier?.stopping();
+      stopX11();
       server.close();
       control.close();
       resolveExit(code);
@@ -257,6 +333,7 @@ export async function main(argv: string[]): Promise<number> {
         activated?.wayland || opts.waylandDisplay.includes('/') ? listenPath : opts.waylandDisplay,
     };
     delete childEnv.WAYLAND_SOCKET;
+    if (xDisplay) childEnv.DISPLAY = `:${xDisplay.number}`;
     const child = spawn(command[0], command.slice(1), { stdio: 'inherit', env: childEnv });
     const forward = (signal: NodeJS.Signals): void => {
       child.kill(signal);
@@ -294,6 +371,23 @@ function runControlCommand(command: string, log: Log, server: ProxyServer): void
     default:
       log.warn(`control: unknown command "${command}" (known: dump-log, stats)`);
   }
+}
+
+/** A program as spawn() would find it: a path, or a name on PATH; null when there is none. */
+function findProgram(program: string, env: NodeJS.ProcessEnv): string | null {
+  const executable = (path: string): boolean => {
+    try {
+      accessSync(path, constants_fs.X_OK);
+      return statSync(path).isFile();
+    } catch {
+      return false;
+    }
+  };
+  if (program.includes('/')) return executable(program) ? program : null;
+  for (const dir of (env.PATH ?? '').split(':')) {
+    if (dir && executable(join(dir, program))) return join(dir, program);
+  }
+  return null;
 }
 
 /** How each client reaches the host compositor, and what its memory must go through. */

@@ -42,6 +42,7 @@ export interface PollerConstructor {
 
 interface NativeAddon {
   listenUnix(path: string): Listener;
+  listenStream(address: string): number;
   accept(listenFd: number): number;
   connectUnix(path: string): number;
   socketpair(): [number, number];
@@ -123,6 +124,12 @@ if (
  * do not fit in sun_path throw 'ENAMETOOLONG'. Removing the files on shutdown is the caller's job.
  */
 export const listenUnix: (path: string) => Listener = addon.listenUnix;
+
+/**
+ * A listening unix stream socket at a path, or at the abstract address '@name' (the name's bytes,
+ * no trailing NUL), without a lock file: X11 display sockets. 'EADDRINUSE' when taken.
+ */
+export const listenStream: (address: string) => number = addon.listenStream;
 
 /** Accepts one connection (close-on-exec, nonblocking); -1 when none is pending. */
 export const accept: (listenFd: number) => number = addon.accept;

@@ -3,6 +3,7 @@ import { displayHooks } from './display.js';
 import { fixesHooks } from './fixes.js';
 import type { InterfaceHooks } from './relay.js';
 import { iccHooks } from './icc.js';
+import type { LocalGlobal } from './registry.js';
 import { registryHooks } from './registry.js';
 import type { ShadowAllocatorSource } from './shm.js';
 import { Shadowing, shmHooks } from './shm.js';
@@ -21,13 +22,15 @@ export interface HookOptions {
   readonly shadowShm?: ShadowAllocatorSource | null;
   /** Globals kept from clients: privileged ones (policy.ts), and those the host link cannot carry. */
   readonly hiddenGlobals?: ReadonlySet<string>;
+  /** Globals the proxy implements itself for these clients (their interfaces need hooks too). */
+  readonly localGlobals?: readonly LocalGlobal[];
 }
 
 /** The interfaces that need more than generic forwarding, by name. */
 export function relayHooks(options: HookOptions): Map<string, InterfaceHooks> {
   const hooks = new Map<string, InterfaceHooks>([
     ['wl_display', displayHooks],
-    ['wl_registry', registryHooks(options.hiddenGlobals ?? new Set())],
+    ['wl_registry', registryHooks(options.hiddenGlobals ?? new Set(), options.localGlobals)],
     ['wl_fixes', fixesHooks],
   ]);
   if (options.tag || options.appIdPrefix) {

@@ -1,3 +1,4 @@
+import type { ArgReader } from '../wire/reader.js';
 import type { Interface } from '../protocol/tables.js';
 
 export const SERVER_ID_START = 0xff000000;
@@ -8,6 +9,11 @@ export class WlObject {
   dying = false;
   /** Per-interface state kept by a special handler (a registry's advertised globals, …). */
   state: unknown = undefined;
+  /**
+   * Set for a host object the proxy made for itself (clientId 0): it takes the object's events,
+   * with the fds it does not read closed afterwards; nothing of them reaches the client.
+   */
+  owner: ((opcode: number, args: ArgReader) => void) | null = null;
 
   constructor(
     public clientId: number,

@@ -6,7 +6,7 @@ import {
 } from '../generated/wayland.js';
 import type { WlObject } from './objects.js';
 import { DisplayError, ProtocolError } from './errors.js';
-import type { HookContext, InterfaceHooks } from './relay.js';
+import type { HookContext, InterfaceHooks, Relay } from './relay.js';
 
 /**
  * What one wl_registry told its client: global name → interface and advertised version. A
@@ -15,8 +15,27 @@ import type { HookContext, InterfaceHooks } from './relay.js';
  */
 type Advertised = Map<
   number,
-  { readonly iface: string; readonly version: number; removed: boolean }
+  {
+    readonly iface: string;
+    readonly version: number;
+    readonly local?: LocalGlobal;
+    removed?: boolean;
+  }
 >;
+
+/**
+ * A global the proxy implements itself for the clients of one hook set (xwayland_shell_v1 for
+ * Xwayland's own connection): advertised in every registry of theirs, never forwarded.
+ */
+export interface LocalGlobal {
+  readonly iface: string;
+  readonly version: number;
+  /** Creates the client's object `id` (client-only: hostId 0; its hooks handle every request). */
+  bind(relay: Relay, id: number, version: number): void;
+}
+
+/** Names of local globals: far above the small numbers compositors count from. */
+const LOCAL_GLOBAL_NAME = 0xfff00000;
 
 function advertised(registry: WlObject): Advertised {
   return (registry.state ??= new Map()) as Advertised;
@@ -27,13 +46,31 @@ function advertised(registry: WlObject): Advertised {
  * proxy's version, and may bind only what they were shown. `hidden` names interfaces the
  * proxy knows but cannot carry over the current host link.
  */
-export function registryHooks(hidden: ReadonlySet<string>): InterfaceHooks {
+export function registryHooks(
+  hidden: ReadonlySet<string>,
+  local: readonly LocalGlobal[] = [],
+): InterfaceHooks {
   const events: WlRegistryEventHandlers<HookContext> = {
     global({ relay, obj }, name, iface, hostVersion) {
+      const shown = advertised(obj);
+      // the host's first global is the moment this registry lists its globals: ours go first
+      if (local.length > 0 && !shown.has(LOCAL_GLOBAL_NAME)) {
+        local.forEach((g, i) => {
+          shown.set(LOCAL_GLOBAL_NAME + i, { iface: g.iface, version: g.version, local: g });
+          writeWlRegistryEventGlobal(
+            relay.client.out,
+            obj.clientId,
+            LOCAL_GLOBAL_NAME + i,
+            g.iface,
+            g.version,
+          );
+        });
+      }
       const known = relay.tables.get(iface);
       if (!known || hidden.has(iface)) return true;
       const version = Math.min(hostVersion, known.version);
-      advertised(obj).set(name, { iface, version, removed: false });
+      if (shown.get(name)?.local) return true;
+      shown.set(name, { iface, version });
       writeWlRegistryEventGlobal(relay.client.out, obj.clientId, name, iface, version);
       return true;
     },
@@ -41,14 +78,14 @@ export function registryHooks(hidden: ReadonlySet<string>): InterfaceHooks {
     global_remove({ obj }, name) {
       // forward only the removal of a global the client was shown, once
       const global = advertised(obj).get(name);
-      if (!global || global.removed) return true;
+      if (!global || global.local || global.removed) return true;
       global.removed = true;
       return false;
     },
   };
 
   const requests: WlRegistryRequestHandlers<HookContext> = {
-    bind({ obj }, name, iface, version) {
+    bind({ relay, obj }, name, iface, version, id) {
       const global = advertised(obj).get(name);
       if (!global || global.iface !== iface) {
         throw new ProtocolError(
@@ -63,6 +100,10 @@ export function registryHooks(hidden: ReadonlySet<string>): InterfaceHooks {
           DisplayError.invalidObject,
           `invalid version for global ${iface} (${name}): have ${global.version}, wanted ${version}`,
         );
+      }
+      if (global.local) {
+        global.local.bind(relay, id, version);
+        return true;
       }
       return false;
     },

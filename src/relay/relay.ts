@@ -31,6 +31,12 @@ export interface HookContext {
   obj: WlObject;
 }
 
+/**
+ * Decides, before a client request is processed, whether the client's requests must wait from
+ * that message on (nothing of it is read, no fd taken); `Relay.releaseRequests` goes on from it.
+ */
+export type RequestGate = (relay: Relay, objectId: number, opcode: number) => boolean;
+
 /** Opens one side of a relay: the client's connection, or its own connection to the compositor. */
 export type EndpointConnector = (handler: EndpointHandler) => Endpoint;
 /** Opens this client's own connection to the host compositor. */
@@ -47,6 +53,8 @@ export interface RelayOptions {
   readonly warn?: (message: string) => void;
   /** Null when tracing is off, so the relay pays nothing for it. */
   readonly trace?: Tracer | null;
+  /** Holds the client's requests at a message until the proxy is ready for it (see RequestGate). */
+  readonly requestGate?: RequestGate;
 }
 
 /**
@@ -68,6 +76,8 @@ export class Relay {
   /** Inside pump(): a hook's synchronous device call must not start another one. */
   private pumping = false;
   private closed = false;
+  /** The request gate closed: the client's requests wait at the first unprocessed one. */
+  private held = false;
   private readonly disposers: (() => void)[] = [];
 
   /** Throws when the host cannot be reached; the client side is then not opened. */
@@ -134,7 +144,22 @@ export class Relay {
    */
   private mayRead(from: Endpoint): boolean {
     if (this.client.congested) return false;
-    return from === this.host || !this.host.congested;
+    return from === this.host || !(this.host.congested || this.held);
+  }
+
+  /** The request gate held the client's requests: process them again, from the one it stopped at. */
+  releaseRequests(): void {
+    if (!this.held || this.closed) return;
+    this.held = false;
+    this.resume();
+  }
+
+  /** Sends what hooks or the proxy itself queued for either peer outside of a pump. */
+  flush(): void {
+    if (this.closed) return;
+    for (const to of [this.host, this.client]) {
+      if (to.out.pending > 0 || to.out.fds.length > 0) to.flush();
+    }
   }
 
   /** A peer that was too slow caught up: read again, starting with what is buffered. */
@@ -169,6 +194,11 @@ export class Relay {
           throw new WireError(`message to object ${id} has an invalid size ${size}`);
         }
         if (from.inEnd - start < size) break;
+        if (!toClient && this.options.requestGate?.(this, id, word & 0xffff)) {
+          this.held = true;
+          from.setReading(false);
+          break;
+        }
         if (toClient) this.handleEvent(start, size, id, word & 0xffff);
         else this.handleRequest(start, size, id, word & 0xffff);
         from.consume(size);
@@ -183,8 +213,8 @@ export class Relay {
     } finally {
       this.pumping = false;
     }
-    to.flush();
-    if (this.client.out.pending > 0) this.client.flush();
+    // hooks may also answer the peer a message came from (a proxy-owned object's ack, an event)
+    this.flush();
   }
 
   /**
@@ -269,6 +299,17 @@ export class Relay {
       // later ids stay in sequence and their own events are dropped the same way.
       this.closeMessageFds(msg.fdCount);
       if (msg.newIdCount > 0) this.addZombies(from, start, size, msg);
+      return;
+    }
+    if (obj.owner) {
+      // a host object the proxy made for itself: its events are the proxy's, never the client's
+      this.reader.reset(from.in, from.inView, start + 8, start + size);
+      this.traceArrived(false, from, start, size);
+      try {
+        obj.owner(opcode, this.reader);
+      } finally {
+        for (let i = this.reader.fdPos; i < msg.fdCount; i++) closeQuietly(this.msgFds[i]);
+      }
       return;
     }
     if (id === DISPLAY_ID && opcode === 0) this.hostSentError = true;

@@ -56,14 +56,23 @@ export class Desktop {
     readonly display: string,
     private readonly xvfb: Running,
     readonly weston: Running,
+    /** With `xwayland`: the X display of weston's own Xwayland (`:N`). */
+    readonly westonXDisplay: string | null = null,
   ) {}
 
-  /** `outputs` > 1 gives weston that many outputs (X windows), side by side. */
-  static async start(outputs = 1): Promise<Desktop> {
+  /**
+   * `outputs` > 1 gives weston that many outputs (X windows), side by side; `xwayland` starts
+   * weston's own Xwayland and window manager, the direct run X11 clients are compared against;
+   * `protocolLog` logs every request weston gets (WAYLAND_DEBUG=server) to its output.
+   */
+  static async start(
+    outputs = 1,
+    { xwayland = false, width = WIDTH, height = HEIGHT, protocolLog = false } = {},
+  ): Promise<Desktop> {
     const runtimeDir = mkdtempSync(join(tmpdir(), 'tswl-desktop-'));
     const xvfb = start(
       'Xvfb',
-      ['-displayfd', '1', '-screen', '0', `${WIDTH * outputs}x${HEIGHT}x24`, '-nolisten', 'tcp'],
+      ['-displayfd', '1', '-screen', '0', `${width * outputs}x${height}x24`, '-nolisten', 'tcp'],
       process.env,
     );
     const number = await waitFor(
@@ -81,21 +90,30 @@ export class Desktop {
         '--shell=kiosk-shell.so',
         '--use-pixman',
         '--socket=wayland-0',
-        `--width=${WIDTH}`,
-        `--height=${HEIGHT}`,
+        `--width=${width}`,
+        `--height=${height}`,
         `--output-count=${outputs}`,
         '--idle-time=0',
         `--config=${config}`,
+        ...(xwayland ? ['--xwayland'] : []),
       ],
       {
         ...process.env,
         XDG_RUNTIME_DIR: runtimeDir,
         DISPLAY: display,
         LD_PRELOAD: freezeClockLibrary(),
+        // weston's log then shows every request its clients make
+        ...(protocolLog ? { WAYLAND_DEBUG: 'server' } : {}),
       },
     );
     await waitFor('weston to listen', () => accepts(join(runtimeDir, 'wayland-0')));
-    return new Desktop(runtimeDir, display, xvfb, weston);
+    const westonX = xwayland
+      ? await waitFor(
+          'weston to start its X server',
+          () => /xserver listening on display (:\d+)/.exec(weston.output())?.[1],
+        )
+      : null;
+    return new Desktop(runtimeDir, display, xvfb, weston, westonX);
   }
 
   /** Environment for Wayland clients of this desktop (never X11: DISPLAY is unset). */
@@ -137,6 +155,12 @@ export class Desktop {
     );
     rmSync(previous, { force: true });
     return file;
+  }
+
+  /** Runs xdotool on the Xvfb that shows weston (XTEST: input for weston's seat). */
+  xdotool(...args: string[]): void {
+    const run = spawnSync('xdotool', args, { env: { ...process.env, DISPLAY: this.display } });
+    if (run.status !== 0) throw new Error(`xdotool ${args[0]} failed: ${run.stderr}`);
   }
 
   /** Types text into whatever window of weston has keyboard focus (XTEST through Xvfb). */

@@ -1,0 +1,53 @@
+// Helpers for X11 tests: free display numbers, and where an X client's window is on screen.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+
+/**
+ * An X display number nobody uses now: no lock file, no socket file, no abstract socket (other
+ * test runs and Xvfb instances share this machine). Starts at a random point to keep parallel
+ * runs apart.
+ */
+export function freeXDisplay(): number {
+  const abstract = readFileSync('/proc/net/unix', 'utf8');
+  const start = 100 + Math.floor(Math.random() * 800);
+  for (let n = start; n < start + 200; n++) {
+    if (existsSync(`/tmp/.X${n}-lock`) || existsSync(`/tmp/.X11-unix/X${n}`)) continue;
+    if (abstract.includes(`@/tmp/.X11-unix/X${n}\n`)) continue;
+    return n;
+  }
+  throw new Error('no free X display number');
+}
+
+export interface ClientArea {
+  readonly x: number;
+  readonly y: number;
+  readonly width: number;
+  readonly height: number;
+}
+
+/**
+ * Where the window of WM_CLASS `className` is on the X screen of `display` (its absolute
+ * position, which under weston is its place on the output), from xwininfo's tree.
+ */
+export function clientArea(display: string, className: string): ClientArea | null {
+  const run = spawnSync('xwininfo', ['-display', display, '-root', '-tree'], { encoding: 'utf8' });
+  const line = run.stdout
+    .split('\n')
+    .find((l) => l.includes(`"${className}")`) && /\d+x\d+[+-]/.test(l));
+  const m = line && /(\d+)x(\d+)[+-]-?\d+[+-]-?\d+\s+\+?(-?\d+)\+?(-?\d+)/.exec(line);
+  if (!m) return null;
+  return { width: Number(m[1]), height: Number(m[2]), x: Number(m[3]), y: Number(m[4]) };
+}
+
+/** Crops a screenshot (ImageMagick). */
+export function crop(file: string, area: ClientArea, out: string): string {
+  const run = spawnSync('convert', [
+    file,
+    '-crop',
+    `${area.width}x${area.height}+${area.x}+${area.y}`,
+    '+repage',
+    out,
+  ]);
+  if (run.status !== 0) throw new Error(`convert failed: ${run.stderr}`);
+  return out;
+}
