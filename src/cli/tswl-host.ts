@@ -1,4 +1,4 @@
-import { lstatSync, readFileSync, unlinkSync } from 'node:fs';
+import { lstatSync, unlinkSync } from 'node:fs';
 import { Command } from 'commander';
 import { errorMessage } from '../host/errors.js';
 import { closeQuietly } from '../host/fds.js';
@@ -7,6 +7,7 @@ import { VhostUserServer } from '../host/vhost-user.js';
 import { Log } from '../log/log.js';
 import * as native from '../native/index.js';
 import { UsageError, displayPath } from './paths.js';
+import { version } from './version.js';
 
 interface Options {
   waylandSock?: string;
@@ -14,10 +15,6 @@ interface Options {
   vhostUser?: string;
   verbose?: boolean;
 }
-
-const packageJson = JSON.parse(
-  readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
-) as { version: string };
 
 export function buildProgram(): Command {
   return new Command('tswl-host')
@@ -46,7 +43,7 @@ Example, for a VM (QEMU: -chardev socket,id=gpu,path=/tmp/gpu.sock
   -device vhost-user-test-device-pci,chardev=gpu,virtio-id=16,num_vqs=2,config_size=16):
   tswl-host --wayland-sock wayland-0 --vhost-user /tmp/gpu.sock`,
     )
-    .version(packageJson.version)
+    .version(version)
     .showHelpAfterError();
 }
 

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { closeSync, readFileSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { constants } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
 import { allInterfaces } from '../generated/index.js';
@@ -26,6 +26,7 @@ import { closeQuietly } from '../wire/fd-queue.js';
 import { listenFdsFromEnv } from './activation.js';
 import { Notifier } from './notify.js';
 import { UsageError, displayPath } from './paths.js';
+import { version } from './version.js';
 
 interface Options {
   waylandDisplay: string;
@@ -39,12 +40,6 @@ interface Options {
   logRingPath?: string;
   logRingSize: number;
 }
-
-const packageJson = JSON.parse(
-  readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
-) as {
-  version: string;
-};
 
 function byteCount(value: string): number {
   const n = Number(value);
@@ -109,7 +104,7 @@ Control: while running, the FIFO <socket>-ctl (e.g. $XDG_RUNTIME_DIR/wayland-1-c
 systemd: socket activation (LISTEN_FDS, socket named "wayland") and Type=notify are supported.`,
     )
     .passThroughOptions()
-    .version(packageJson.version)
+    .version(version)
     .showHelpAfterError();
 }
 
