@@ -35,6 +35,7 @@ PACKAGES=(
   qemu-system-x86   # bookworm's QEMU 7.2: the VM test's guest without context-init
   debootstrap       # the VM harness: a sid chroot with QEMU >= 11.1 (scripts/vm/build.sh)
   cpio              # the VM harness: the guest's initramfs
+  binutils          # strip, for npm run build:exe (Node's symbols are a tenth of its size)
 )
 
 if [[ "${1:-}" == "--list" ]]; then
