@@ -29,6 +29,8 @@ function fail(message) {
   process.exit(1);
 }
 
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major === 20 && minor < 12) fail('needs Node >= 20.12 (assets in single executables)');
 if (!existsSync(addonFile)) fail(`${addonFile} is missing: run \`npm ci\` (it builds the addon)`);
 if (!existsSync(join(root, 'src/generated/index.ts')))
   fail('src/generated/ is missing: run `npm run codegen`');
@@ -79,14 +81,9 @@ for (const name of Object.keys(entryPoints)) {
   copyFileSync(process.execPath, exe);
   chmodSync(exe, 0o755);
   strip(exe);
-  // postject's ELF parser warns about every note of Node's binary: its output is shown on failure only.
-  execFileSync(
-    process.execPath,
-    [postject, exe, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SEA_FUSE],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  // postject's ELF parser warns about each note of Node's binary: its output shows on failure only.
+  const inject = [postject, exe, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SEA_FUSE];
+  execFileSync(process.execPath, inject, { stdio: ['ignore', 'pipe', 'pipe'] });
   for (const f of [blob, config, seaConfig.main]) rmSync(f);
   const said = execFileSync(exe, ['--version'], { encoding: 'utf8' }).trim();
   if (said !== version) fail(`${exe} --version says "${said}", not ${version}`);
