@@ -36,6 +36,7 @@ PACKAGES=(
   debootstrap       # the VM harness: a sid chroot with QEMU >= 11.1 (scripts/vm/build.sh)
   cpio              # the VM harness: the guest's initramfs
   binutils          # strip, for npm run build:exe (Node's symbols are a tenth of its size)
+  systemd-container # systemd-nspawn: npm run test:dist boots fresh bookworm machines
 )
 
 if [[ "${1:-}" == "--list" ]]; then
