@@ -3,9 +3,15 @@ import { configDefaults, defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    // test/vm and test/sway need the VM harness and root (npm run test:vm, npm run test:sway);
-    // test/x11 is npm run test:x11
-    exclude: [...configDefaults.exclude, 'test/vm/**', 'test/sway/**', 'test/x11/**'],
+    // need the VM harness (or fresh machines) and root: npm run test:vm, test:sway, test:x11,
+    // test:dist
+    exclude: [
+      ...configDefaults.exclude,
+      'test/vm/**',
+      'test/sway/**',
+      'test/x11/**',
+      'test/dist/**',
+    ],
     globalSetup: ['test/support/global-setup.ts'],
     testTimeout: 60000,
     hookTimeout: 60000,

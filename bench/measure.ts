@@ -1,6 +1,7 @@
 // Measuring one configuration: starting its processes (start-up time), memory and fds with idle
 // clients, and the load generators.
 
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type ClientName, type ClientResult, runClient } from './clients.js';
 import type { Config, Context } from './configs.js';
@@ -275,4 +276,34 @@ export async function measureConfig(
   } finally {
     if (inst) await inst.stop();
   }
+}
+
+/** The single executable of tswl-proxy (npm run build:exe), measured when it was built. */
+export interface Executable {
+  path: string;
+  sizeMB: number;
+  /** Spawn until its socket accepts, relaying to weston (host mode), one per start-up. */
+  startupMs: number[];
+}
+
+export async function measureExecutable(e: Env): Promise<Executable | null> {
+  const path = join(e.root, 'dist/exe/tswl-proxy');
+  if (!existsSync(path)) return null;
+  const startupMs: number[] = [];
+  for (let i = 0; i < e.sizes.startups; i++) {
+    const socket = join(e.runtimeDir, `tswl-exe-${i}`);
+    const since = performance.now();
+    const proc = start(
+      'tswl-proxy (single executable)',
+      path,
+      ['--wayland-display', socket],
+      e.env,
+    );
+    try {
+      startupMs.push(await waitForSocket(socket, proc, since));
+    } finally {
+      await stop(proc);
+    }
+  }
+  return { path, sizeMB: statSync(path).size / 1e6, startupMs };
 }

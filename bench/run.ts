@@ -18,6 +18,7 @@ import {
   type Samples,
   type Sizes,
   measureConfig,
+  measureExecutable,
 } from './measure.js';
 import {
   indent,
@@ -179,6 +180,8 @@ async function main(): Promise<void> {
       }
     }
 
+    const executable = await measureExecutable(e);
+
     const columns: Column[] = configs.map((c) => {
       const values: Values = {};
       for (const [key, list] of Object.entries(samples.get(c.id)!)) values[key] = median(list);
@@ -194,6 +197,12 @@ async function main(): Promise<void> {
       `reference: one memcpy of a 1920×1080 XRGB8888 frame (8.3 MB): ` +
         `${reference.memcpyColdMs.toFixed(3)} ms out of cache, ` +
         `${reference.memcpyHotMs.toFixed(3)} ms cache-hot`,
+    );
+    say(
+      executable
+        ? `single executable ${executable.path}: ${executable.sizeMB.toFixed(1)} MB, start-up ` +
+            `(spawn → socket accepts, host mode) ${median(executable.startupMs).toFixed(1)} ms`
+        : 'single executable: not built (npm run build:exe)',
     );
     for (const s of skipped) say(`not measured: ${s.id}: ${s.reason}`);
     say('');
@@ -222,6 +231,7 @@ async function main(): Promise<void> {
         skipped,
         figures: FIGURES.map((f) => ({ key: f.key, label: f.label, unit: f.unit })),
         reference,
+        executable,
         values: Object.fromEntries(columns.map((c) => [c.id, c.values])),
         samples: Object.fromEntries(samples),
         memory: Object.fromEntries(memory),

@@ -1268,6 +1268,39 @@ describe('tswl-host over the local link, with weston', () => {
     expect(await help.exited).toBe(0);
     expect(help.output()).toMatch(/--listen-local <path>/);
   });
+
+  it('says READY=1 on NOTIFY_SOCKET once guests can connect, and STOPPING=1 at SIGTERM', async () => {
+    // A notify socket as systemd's (datagrams), printing what arrives, one line per datagram.
+    const notifyPath = join(w.runtimeDir, 'notify');
+    const receiver = start(
+      'python3',
+      [
+        '-u',
+        '-c',
+        [
+          'import socket',
+          's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)',
+          `s.bind(${JSON.stringify(notifyPath)})`,
+          'print("bound")',
+          'while True: print(s.recv(4096).decode().replace("\\n", "|"))',
+        ].join('\n'),
+      ],
+      w.env,
+    );
+    await waitFor('the receiver', () => receiver.output().includes('bound'));
+    const link = join(w.runtimeDir, 'notify-link');
+    const notified = start(
+      hostBin,
+      ['--wayland-sock', join(w.runtimeDir, 'wayland-0'), '--listen-local', link],
+      { ...w.env, NOTIFY_SOCKET: notifyPath },
+    );
+    await waitFor('READY=1', () => receiver.output().includes('READY=1'));
+    expect(receiver.output()).toContain(`READY=1|STATUS=serving on ${link}`);
+    native.close(native.connectSeqpacket(link)); // ready means ready
+    expect(await stop(notified)).toBe(0);
+    await waitFor('STOPPING=1', () => receiver.output().includes('STOPPING=1'));
+    await stop(receiver, 'SIGKILL');
+  });
 });
 
 describe('tswl-host with a seat: the keymap fd (weston on Xvfb)', () => {

@@ -628,7 +628,7 @@ describe('Notifier', () => {
 });
 
 describe('unit files', () => {
-  const units = ['tswl-proxy.socket', 'tswl-proxy.service'];
+  const units = ['tswl-proxy.socket', 'tswl-proxy.service', 'tswl-host@.service'];
 
   /** systemd-analyze verify --user on copies of the units (edited by `edit`) in a fresh directory. */
   function verify(edit: (name: string, text: string) => string = (_, t) => t) {
@@ -641,13 +641,32 @@ describe('unit files', () => {
       const text = readFileSync(join(root, 'systemd', unit), 'utf8');
       writeFileSync(join(unitDir, unit), edit(unit, text));
     }
-    const r = spawnSync('systemd-analyze', ['verify', '--user', '--man=no', ...units], {
+    // A template is checked as one of its instances.
+    const names = units.map((u) => u.replace('@.', '@vm1.'));
+    const r = spawnSync('systemd-analyze', ['verify', '--user', '--man=no', ...names], {
       cwd: unitDir,
       env: { ...cleanEnv(), XDG_RUNTIME_DIR: runtimeDir },
       encoding: 'utf8',
     });
     rmSync(unitDir, { recursive: true, force: true });
     return r;
+  }
+
+  /** The overall exposure level of tswl-host@.service (edited by `edit`), as `1.5 OK`. */
+  function exposure(edit: (text: string) => string = (t) => t): string {
+    requireTool('systemd-analyze');
+    const unitDir = mkdtempSync(join(dir, 'security-'));
+    const text = readFileSync(join(root, 'systemd/tswl-host@.service'), 'utf8');
+    writeFileSync(join(unitDir, 'tswl-host@.service'), edit(text));
+    const r = spawnSync(
+      'systemd-analyze',
+      ['security', '--offline=yes', '--user', '--no-pager', 'tswl-host@.service'],
+      { cwd: unitDir, env: { ...cleanEnv(), XDG_RUNTIME_DIR: unitDir }, encoding: 'utf8' },
+    );
+    rmSync(unitDir, { recursive: true, force: true });
+    const level = /Overall exposure level for \S+: (\d+\.\d+ [A-Z]+)/.exec(r.stdout);
+    if (!level) throw new Error(`no exposure level in: ${r.stdout}${r.stderr}`);
+    return level[1];
   }
 
   test('both units pass systemd-analyze verify --user without warnings', () => {
@@ -670,11 +689,23 @@ describe('unit files', () => {
     expect(badExec.stderr).toContain('/nonexistent/env');
   });
 
+  test('tswl-host@.service is sandboxed to an exposure level of at most OK', () => {
+    expect(exposure()).toMatch(/ (PERFECT|SAFE|OK)$/);
+    // Without its sandboxing directives the same unit is rated far worse.
+    const bare = exposure((text) =>
+      text.replace(/^(NoNewPriv|Capab|Private|Protect|Restrict|Lock|Keyring|SystemCall).*\n/gm, ''),
+    );
+    expect(bare).toMatch(/ (UNSAFE|DANGEROUS)$/);
+  });
+
   test('the socket is named "wayland" and the service is Type=notify', () => {
     const socket = readFileSync(join(root, 'systemd/tswl-proxy.socket'), 'utf8');
     const service = readFileSync(join(root, 'systemd/tswl-proxy.service'), 'utf8');
     expect(socket).toMatch(/^FileDescriptorName=wayland$/m);
     expect(socket).toMatch(/^ListenStream=%t\/wayland-1$/m);
     expect(service).toMatch(/^Type=notify$/m);
+    const host = readFileSync(join(root, 'systemd/tswl-host@.service'), 'utf8');
+    expect(host).toMatch(/^Type=notify$/m);
+    expect(host).toMatch(/^ExecStart=.* --vhost-user %t\/tswl-host\/%i\/vhost-user.sock /m);
   });
 });

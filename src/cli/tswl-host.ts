@@ -1,4 +1,4 @@
-import { lstatSync, readFileSync, unlinkSync } from 'node:fs';
+import { lstatSync, unlinkSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_LIMITS, type GuestLimits, parseGuestLimit } from '../host/budget.js';
 import { errorMessage } from '../host/errors.js';
@@ -14,7 +14,9 @@ import { type CompositorAccess, HostWayland } from '../host/wayland.js';
 import { Log } from '../log/log.js';
 import * as native from '../native/index.js';
 import { PRIVILEGED_GLOBALS, parseAllowGlobal, withheldGlobals } from '../relay/policy.js';
+import { Notifier } from './notify.js';
 import { UsageError, displayPath } from './paths.js';
+import { version } from './version.js';
 
 interface Options {
   waylandSock?: string;
@@ -28,10 +30,6 @@ interface Options {
   securityContext: boolean;
   verbose?: boolean;
 }
-
-const packageJson = JSON.parse(
-  readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
-) as { version: string };
 
 export function buildProgram(): Command {
   return new Command('tswl-host')
@@ -94,9 +92,12 @@ Example, with no VM (guests then connect to the local link):
   tswl-host --wayland-sock $XDG_RUNTIME_DIR/wayland-0 --listen-local $XDG_RUNTIME_DIR/tswl-gpu
 Example, for a VM (QEMU: -chardev socket,id=gpu,path=/tmp/gpu.sock
   -device vhost-user-test-device-pci,chardev=gpu,virtio-id=16,num_vqs=2,config_size=16):
-  tswl-host --wayland-sock wayland-0 --vhost-user /tmp/gpu.sock`,
+  tswl-host --wayland-sock wayland-0 --vhost-user /tmp/gpu.sock
+
+systemd: Type=notify is supported (READY=1 once it serves); the user unit tswl-host@.service
+runs one instance per VM.`,
     )
-    .version(packageJson.version)
+    .version(version)
     .showHelpAfterError();
 }
 
@@ -170,12 +171,15 @@ export async function main(argv: string[]): Promise<number> {
     );
   }
   if (vhostPath) log.info(`serving VMs (vhost-user) on ${vhostPath}, channels to ${waylandSock}`);
+  const notifier = Notifier.fromEnv(env, log.warn);
+  notifier?.ready(`serving on ${[listenPath, vhostPath].filter((p) => p).join(' and ')}`);
 
   return new Promise<number>((resolveExit) => {
     let stopped = false;
     const stop = (code: number): void => {
       if (stopped) return;
       stopped = true;
+      notifier?.stopping();
       server?.close();
       vhost?.close();
       for (const p of [listenPath, vhostPath, vhostPath && `${vhostPath}.lock`]) {

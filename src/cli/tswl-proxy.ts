@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { accessSync, closeSync, constants as constants_fs, readFileSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants as constants_fs, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { constants } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
@@ -31,6 +31,7 @@ import { closeQuietly } from '../wire/fd-queue.js';
 import { listenFdsFromEnv } from './activation.js';
 import { Notifier } from './notify.js';
 import { UsageError, displayPath } from './paths.js';
+import { version } from './version.js';
 
 interface Options {
   waylandDisplay: string;
@@ -49,12 +50,6 @@ interface Options {
   xwaylandBinary: string;
   xrdb: string[];
 }
-
-const packageJson = JSON.parse(
-  readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
-) as {
-  version: string;
-};
 
 function displayNumber(value: string): number {
   const n = Number(value);
@@ -158,7 +153,7 @@ systemd: socket activation (LISTEN_FDS, sockets named "wayland" and "x11") and T
 supported.`,
     )
     .passThroughOptions()
-    .version(packageJson.version)
+    .version(version)
     .showHelpAfterError();
 }
 

@@ -8,7 +8,7 @@
  * `.path` the path when one is involved. Bad arguments throw TypeError or RangeError.
  */
 import { readdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { addon as loadedAddon } from './addon.js';
 
 /** A listening socket and the lock file that guards its path. Close both when done. */
 export interface Listener {
@@ -97,8 +97,7 @@ interface NativeAddon {
   MAX_FDS: number;
 }
 
-// Relative to this file both as src/native/index.ts and as dist/native/index.js.
-const addon = createRequire(import.meta.url)('../../build/Release/tswl_native.node') as NativeAddon;
+const addon = loadedAddon as NativeAddon;
 
 export const READABLE = 1;
 export const WRITABLE = 2;
