@@ -111,7 +111,9 @@ export function openSecurityContext(
   appId: string,
   instanceId: string,
 ): CompositorAccess {
-  const dir = mkdtempSync(join(process.env.XDG_RUNTIME_DIR || tmpdir(), 'tswl-host-vm-'));
+  // systemd's RuntimeDirectory= is the one writable place of a sandboxed tswl-host@.service
+  const parent = process.env.RUNTIME_DIRECTORY || process.env.XDG_RUNTIME_DIR || tmpdir();
+  const dir = mkdtempSync(join(parent, 'tswl-host-vm-'));
   const path = join(dir, 'wayland');
   let listener: native.Listener | null = null;
   let closeRead = -1;
