@@ -47,12 +47,12 @@ export function adoptOwnedObject(
 
 /**
  * The proxy destroyed one of its objects (after writing the destructor request): ids the proxy
- * allocated wait for the host's delete_id; ids the host allocated are free at once.
+ * allocated wait for the host's delete_id; an id the host allocated stays a zombie, whose late
+ * events are dropped, until the host creates another object with it.
  */
-export function ownedObjectDestroyed(relay: Relay, obj: WlObject): void {
+export function ownedObjectDestroyed(_relay: Relay, obj: WlObject): void {
   obj.dying = true;
   obj.owner = ignoreEvents;
-  if (obj.serverCreated) relay.hostIds.remove(obj.hostId);
 }
 
 function ignoreEvents(): void {}

@@ -79,6 +79,8 @@ export class Relay {
   /** The request gate closed: the client's requests wait at the first unprocessed one. */
   private held = false;
   private readonly disposers: (() => void)[] = [];
+  /** How far the host side's output is traced, as `host.out.dropped + offset`. */
+  private hostTraced = 0;
 
   /** Throws when the host cannot be reached; the client side is then not opened. */
   constructor(private readonly options: RelayOptions) {
@@ -157,6 +159,7 @@ export class Relay {
   /** Sends what hooks or the proxy itself queued for either peer outside of a pump. */
   flush(): void {
     if (this.closed) return;
+    this.traceOwnRequests();
     for (const to of [this.host, this.client]) {
       if (to.out.pending > 0 || to.out.fds.length > 0) to.flush();
     }
@@ -274,11 +277,13 @@ export class Relay {
     }
     this.takeFds(from, obj, id, msg);
     const out = this.host.out;
+    this.traceOwnRequests();
     const outMark = out.len;
     const fdMark = out.fds.length;
     this.traceArrived(true, from, start, size);
     this.dispatch(from, this.host, start, size, obj, msg, true);
     this.traceSent(true, out, outMark, fdMark);
+    this.hostTraced = out.dropped + out.len;
     if (msg.destructor) {
       obj.dying = true;
       // The host frees server-created ids without a delete_id; events still in flight are dropped.
@@ -372,6 +377,30 @@ export class Relay {
       this.msgFds,
       0,
     );
+  }
+
+  /**
+   * Traces the requests the proxy wrote to the host on its own (for the objects it owns, as an
+   * Xwayland window's role), which no client message accounts for.
+   */
+  private traceOwnRequests(): void {
+    if (!this.trace?.wants('host')) return;
+    const out = this.host.out;
+    const from = Math.max(this.hostTraced - out.dropped, out.head);
+    if (from < out.len) {
+      this.trace.messages(
+        'host',
+        this.client.label,
+        true,
+        out.buf,
+        from,
+        out.len,
+        this.hostIds,
+        [],
+        0,
+      );
+    }
+    this.hostTraced = out.dropped + out.len;
   }
 
   /** Traces what handling a message wrote to the other side since the marks, in the receiver's id space. */

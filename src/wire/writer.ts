@@ -13,6 +13,8 @@ export class MessageWriter {
   /** Bytes [head, len) are queued; [0, head) went out already and are dropped lazily. */
   head = 0;
   len = 0;
+  /** Bytes dropped from the front of buf so far: `dropped + offset` names a byte for good. */
+  dropped = 0;
   /** fds queued for the next sendmsg; ownership passes to the connection, which closes them once sent. */
   readonly fds: number[] = [];
   private start = 0;
@@ -47,10 +49,12 @@ export class MessageWriter {
     const was = this.wasCongested || this.congested;
     this.head += n;
     if (this.head === this.len) {
+      this.dropped += this.len;
       this.head = 0;
       this.len = 0;
     } else if (this.head >= this.len - this.head) {
       this.buf.copy(this.buf, 0, this.head, this.len);
+      this.dropped += this.head;
       this.len -= this.head;
       this.head = 0;
     }
@@ -60,6 +64,7 @@ export class MessageWriter {
 
   /** Drops everything queued (the transport is gone); the fds are the caller's to close. */
   clear(): void {
+    this.dropped += this.len;
     this.head = 0;
     this.len = 0;
   }
