@@ -1,5 +1,6 @@
-// The proxy's own globals on Xwayland's host connection: a registry of its own and the
-// xdg_wm_base that gives Xwayland's surfaces their roles (Xwayland's rootless surfaces have none).
+// The proxy's own globals on Xwayland's host connection: a registry of its own, the xdg_wm_base
+// that gives Xwayland's surfaces their roles (Xwayland's rootless surfaces have none), and a seat
+// with the data device managers the clipboard bridge uses.
 import {
   dispatchWlRegistryEvent,
   writeWlDisplayGetRegistry,
@@ -13,6 +14,7 @@ import type { Relay } from '../relay/relay.js';
 /** Globals the proxy binds for itself, at most at these versions. */
 const WANTED: Record<string, number> = {
   xdg_wm_base: 5,
+  wl_seat: 1,
   wl_data_device_manager: 3,
   zwp_primary_selection_device_manager_v1: 1,
 };
@@ -20,8 +22,7 @@ const WANTED: Record<string, number> = {
 export class HostShell {
   /** Bound globals by interface name. */
   readonly bound = new Map<string, WlObject>();
-  private readonly waiting: (() => void)[] = [];
-  private listed = false;
+  private readonly waiting = new Map<string, (() => void)[]>();
 
   constructor(readonly relay: Relay) {
     const registry = newOwnedObject(relay, 'wl_registry', 1, (opcode, args) =>
@@ -44,8 +45,19 @@ export class HostShell {
 
   /** Runs `f` once xdg_wm_base is bound (at once if it is). */
   whenReady(f: () => void): void {
-    if (this.wmBase) f();
-    else this.waiting.push(f);
+    this.whenBound(['xdg_wm_base'], f);
+  }
+
+  /** Runs `f` once all of `ifaces` are bound (never, if the host lacks one). */
+  whenBound(ifaces: readonly string[], f: () => void): void {
+    const missing = ifaces.find((i) => !this.bound.has(i));
+    if (missing === undefined) {
+      f();
+      return;
+    }
+    const list = this.waiting.get(missing) ?? [];
+    list.push(() => this.whenBound(ifaces, f));
+    this.waiting.set(missing, list);
   }
 
   private global(registry: WlObject, name: number, iface: string, version: number): void {
@@ -64,9 +76,8 @@ export class HostShell {
     });
     writeWlRegistryBind(this.relay.host.out, registry.hostId, name, iface, v, obj.hostId);
     this.bound.set(iface, obj);
-    if (iface === 'xdg_wm_base' && !this.listed) {
-      this.listed = true;
-      for (const f of this.waiting.splice(0)) f();
-    }
+    const waiting = this.waiting.get(iface) ?? [];
+    this.waiting.delete(iface);
+    for (const f of waiting) f();
   }
 }

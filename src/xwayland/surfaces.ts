@@ -75,6 +75,8 @@ export class XwaylandSurfaces {
   private readonly surfaces = new Map<WlObject, XSurface>();
   /** Serial of the latest button or key event Xwayland got: for move and resize requests. */
   lastInputSerial = 0;
+  /** Serial of the latest input event Xwayland got, enter events too: for set_selection. */
+  lastSerial = 0;
 
   constructor(private readonly events: SurfaceEvents) {}
 
@@ -174,13 +176,14 @@ export class XwaylandSurfaces {
       },
     };
     const pointerEvents: WlPointerEventHandlers<HookContext> = {
-      enter: ({ relay }, _serial, surfaceId) => {
+      enter: ({ relay }, serial, surfaceId) => {
+        this.lastSerial = serial;
         const s = this.byHostId(relay, surfaceId);
         if (s) this.events.pointerEnter(s);
         return false;
       },
       button: (_ctx, serial) => {
-        this.lastInputSerial = serial;
+        this.lastInputSerial = this.lastSerial = serial;
         return false;
       },
     };
@@ -190,13 +193,14 @@ export class XwaylandSurfaces {
     });
 
     const keyboardEvents: WlKeyboardEventHandlers<HookContext> = {
-      enter: ({ relay }, _serial, surfaceId) => {
+      enter: ({ relay }, serial, surfaceId) => {
+        this.lastSerial = serial;
         const s = this.byHostId(relay, surfaceId);
         if (s) this.events.keyboardEnter(s);
         return false;
       },
       key: (_ctx, serial) => {
-        this.lastInputSerial = serial;
+        this.lastInputSerial = this.lastSerial = serial;
         return false;
       },
     };

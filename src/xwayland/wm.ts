@@ -21,6 +21,8 @@ export interface WmOptions {
   /** --xrdb entries (KEY:VALUE), written to the root's RESOURCE_MANAGER. */
   readonly xrdb: readonly string[];
   readonly warn: (message: string) => void;
+  /** Said with --verbose only. */
+  readonly info?: (message: string) => void;
 }
 
 /** One child of the root, as far as the WM knows it. */
@@ -55,12 +57,15 @@ const P_MAX_SIZE = 1 << 5;
 /** _NET_WM_MOVERESIZE directions → xdg_toplevel resize edges (8 is a move). */
 const RESIZE_EDGES = [5, 1, 9, 8, 10, 2, 6, 4];
 const MOVERESIZE_MOVE = 8;
+/** What the WM selects on each child of the root. */
+const ADOPTED_EVENTS = EventMask.PropertyChange | EventMask.FocusChange;
 
 export class WindowManager implements SurfaceEvents {
   readonly x: XRequests;
   atoms!: Atoms;
   root = NONE;
-  private checkWindow = NONE;
+  /** _NET_SUPPORTING_WM_CHECK's window, never mapped; the clipboard's windows are its children. */
+  checkWindow = NONE;
   xfixes: ExtensionInfo | null = null;
   readonly windows = new Map<number, XWindow>();
   /** Pairings named on the X side before their surface was seen, by surface id or serial. */
@@ -177,6 +182,7 @@ export class WindowManager implements SurfaceEvents {
           this.adopt(ev.window, ev.x, ev.y, ev.width, ev.height, ev.overrideRedirect);
         break;
       case 'destroy': {
+        this.selections?.handleEvent(ev);
         const w = this.windows.get(ev.window);
         if (!w) break;
         this.unmapped(w);
@@ -233,6 +239,7 @@ export class WindowManager implements SurfaceEvents {
         });
         break;
       case 'property':
+        this.selections?.handleEvent(ev);
         this.onProperty(ev.window, ev.atom);
         break;
       case 'client-message':
@@ -247,6 +254,19 @@ export class WindowManager implements SurfaceEvents {
     }
     this.conn.flush();
     this.surfaces.relay?.flush();
+  }
+
+  /** The events the WM itself selects on a window (the clipboard adds to them for a while). */
+  eventMaskOf(window: number): number {
+    return this.windows.has(window) ? ADOPTED_EVENTS : 0;
+  }
+
+  warn(message: string): void {
+    this.options.warn(message);
+  }
+
+  info(message: string): void {
+    this.options.info?.(message);
   }
 
   // ---- SurfaceEvents: from Xwayland's Wayland connection ------------------------------------
@@ -317,9 +337,7 @@ export class WindowManager implements SurfaceEvents {
   ): void {
     const w = new XWindow(id, x, y, width, height, or);
     this.windows.set(id, w);
-    this.x.changeWindowAttributes(id, {
-      eventMask: EventMask.PropertyChange | EventMask.FocusChange,
-    });
+    this.x.changeWindowAttributes(id, { eventMask: ADOPTED_EVENTS });
   }
 
   private onMapped(w: XWindow): void {

@@ -10,7 +10,9 @@ import type { LocalGlobal } from '../relay/registry.js';
 import type { InterfaceHooks, Relay } from '../relay/relay.js';
 import { closeQuietly } from '../wire/fd-queue.js';
 import type { XDisplay } from './display.js';
+import { HostSelection } from './host-selection.js';
 import { HostShell } from './host-shell.js';
+import { SelectionBridge } from './selection.js';
 import { XwaylandSurfaces } from './surfaces.js';
 import { WindowManager } from './wm.js';
 import { XConnection } from './x11/connection.js';
@@ -86,6 +88,7 @@ class XwaylandRun {
       tag: options.tag,
       xrdb: options.xrdb,
       warn: options.warn,
+      info: options.info,
     });
     try {
       this.relay = options.server.adoptClient(waylandFd, {
@@ -100,11 +103,34 @@ class XwaylandRun {
       return;
     }
     this.surfaces.relay = this.relay;
-    this.wm.attachShell(new HostShell(this.relay));
+    const shell = new HostShell(this.relay);
+    this.wm.attachShell(shell);
+    const relay = this.relay;
+    const bridge = new SelectionBridge(this.wm);
+    this.wm.selections = bridge;
+    for (const [kind, manager] of [
+      ['clipboard', 'wl_data_device_manager'],
+      ['primary', 'zwp_primary_selection_device_manager_v1'],
+    ] as const) {
+      shell.whenBound(['wl_seat', manager], () =>
+        bridge.attachHost(
+          kind,
+          (events) =>
+            new HostSelection(
+              relay,
+              kind,
+              shell.bound.get(manager)!,
+              shell.bound.get('wl_seat')!,
+              events,
+            ),
+        ),
+      );
+    }
     this.wm.start().catch((e: Error) => onBroken(`the WM could not start: ${e.message}`));
   }
 
   stop(): void {
+    this.wm.selections?.close();
     this.relay?.close();
     this.socket.destroy();
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
