@@ -1,5 +1,5 @@
 // Helpers for X11 tests: free display numbers, and where an X client's window is on screen.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 
 /**
@@ -50,4 +50,34 @@ export function crop(file: string, area: ClientArea, out: string): string {
   ]);
   if (run.status !== 0) throw new Error(`convert failed: ${run.stderr}`);
   return out;
+}
+
+/**
+ * Runs a short-lived program to its end (killed with its process group after `timeoutMs`):
+ * its exit status and everything it printed, as bytes.
+ */
+export function capture(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 15000,
+): Promise<{ status: number | null; stdout: Buffer; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const out: Buffer[] = [];
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }, timeoutMs);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ status: code, stdout: Buffer.concat(out), stderr });
+    });
+  });
 }
