@@ -153,7 +153,9 @@ export class Relay {
   releaseRequests(): void {
     if (!this.held || this.closed) return;
     this.held = false;
-    this.resume();
+    // from inside a pump (a host event released them) the held requests are read right after it
+    if (this.pumping) queueMicrotask(() => this.resume());
+    else this.resume();
   }
 
   /** Sends what hooks or the proxy itself queued for either peer outside of a pump. */
