@@ -120,6 +120,7 @@ export class WindowManager implements SurfaceEvents {
     x.changeProperty(0, this.checkWindow, atoms._NET_WM_NAME, atoms.UTF8_STRING, 8, name);
     x.changeProperty32(this.root, atoms._NET_SUPPORTED, Predefined.ATOM, [
       atoms._NET_ACTIVE_WINDOW,
+      atoms._NET_CLIENT_LIST,
       atoms._NET_WM_MOVERESIZE,
       atoms._NET_WM_NAME,
       atoms._NET_WM_STATE,
@@ -344,9 +345,25 @@ export class WindowManager implements SurfaceEvents {
     w.mapped = true;
     this.loadProperties(w);
     this.maybeGiveRole(w);
+    if (!w.overrideRedirect) this.writeClientList();
+  }
+
+  /** _NET_CLIENT_LIST: the mapped managed windows, oldest first (how wmctrl finds windows). */
+  private writeClientList(): void {
+    const list = [...this.windows.values()].filter((w) => w.mapped && !w.overrideRedirect);
+    this.x.changeProperty32(
+      this.root,
+      this.atoms._NET_CLIENT_LIST,
+      Predefined.WINDOW,
+      list.map((w) => w.id),
+    );
   }
 
   private unmapped(w: XWindow): void {
+    if (w.mapped && !w.overrideRedirect) {
+      w.mapped = false;
+      this.writeClientList();
+    }
     w.mapped = false;
     w.role?.destroy();
     w.role = null;
