@@ -39,6 +39,7 @@ PACKAGES=(
   xterm             # X11 test client
   x11-apps          # xeyes, xlogo: X11 test clients
   xclip             # X11 selections from the command line
+  wmctrl            # EWMH requests of an X client: fullscreen, maximize, activate
   gtk-3-examples    # gtk3-demo, a GTK3 client (GDK_BACKEND=x11)
   binutils          # strip, for npm run build:exe (Node's symbols are a tenth of its size)
   systemd-container # systemd-nspawn: npm run test:dist boots fresh bookworm machines

@@ -19,6 +19,7 @@ import { basename, join, relative } from 'node:path';
 import { hostBin } from './cross-domain.js';
 import { colourCount, differingPixels } from './desktop.js';
 import { type Running, accepts, start, stop, waitFor } from './processes.js';
+import { RawClient } from './raw-client.js';
 import { proxyBin, repoRoot } from './weston.js';
 
 const WIDTH = 640;
@@ -39,6 +40,17 @@ font pango:DejaVu Sans Mono 10
 focus_follows_mouse no
 xwayland disable
 `;
+
+const BTN_LEFT = 0x110;
+
+/** A pointer device of sway's seat, driven by the test (Sway.virtualPointer). */
+export interface VirtualPointer {
+  /** To a position on the output, in pixels. */
+  moveTo(x: number, y: number): void;
+  /** The left button pressed or released. */
+  button(pressed: boolean): void;
+  close(): void;
+}
 
 /** How a client reaches sway: directly, through tswl-proxy, or through tswl-proxy and tswl-host. */
 export type Route = 'direct' | 'proxied' | 'cross-domain';
@@ -251,6 +263,49 @@ export class Sway {
       encoding: 'utf8',
     });
     return r.stdout.trim() === `1 ${BACKGROUND}`;
+  }
+
+  /**
+   * A pointer for headless sway, which has no input device: a wlr virtual pointer (of a raw
+   * client of sway's own), so the seat gets a pointer and clients get its enter and button
+   * events, with the serials that set_selection, move and resize need.
+   */
+  async virtualPointer(): Promise<VirtualPointer> {
+    const c = new RawClient(this.socket);
+    c.message(1, 1, (w) => w.newId(2)).send(); // wl_display.get_registry
+    const { events } = await c.read();
+    const manager = events.find(
+      (e) =>
+        e.id === 2 &&
+        e.opcode === 0 &&
+        e.body.toString('latin1', 8, 8 + e.body.readUInt32LE(4) - 1) ===
+          'zwlr_virtual_pointer_manager_v1',
+    );
+    if (!manager) throw new Error('sway offers no zwlr_virtual_pointer_manager_v1');
+    c.message(2, 0, (w) => {
+      // wl_registry.bind(name, "zwlr_virtual_pointer_manager_v1", 1, new id 3)
+      w.uint(manager.body.readUInt32LE(0));
+      w.string('zwlr_virtual_pointer_manager_v1');
+      w.uint(1);
+      w.newId(3);
+    });
+    c.message(3, 0, (w) => {
+      w.object(0); // the default seat
+      w.newId(4);
+    });
+    c.send();
+    const time = (): number => Date.now() & 0x7fffffff;
+    return {
+      moveTo: (x, y) => {
+        c.message(4, 1, (w) => [time(), x, y, WIDTH, HEIGHT].forEach((v) => w.uint(v)));
+        c.message(4, 4).send();
+      },
+      button: (pressed) => {
+        c.message(4, 2, (w) => [time(), BTN_LEFT, pressed ? 1 : 0].forEach((v) => w.uint(v)));
+        c.message(4, 4).send();
+      },
+      close: () => c.close(),
+    };
   }
 
   /** `swaymsg -t get_tree`: outputs, workspaces and windows with titles, app_ids, sandbox_engine. */

@@ -1,6 +1,9 @@
 // Helpers for X11 tests: free display numbers, and where an X client's window is on screen.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { XConnection } from '../../src/xwayland/x11/connection.js';
+import { XRequests } from '../../src/xwayland/x11/requests.js';
 
 /**
  * An X display number nobody uses now: no lock file, no socket file, no abstract socket (other
@@ -79,5 +82,59 @@ export function capture(
       clearTimeout(timer);
       resolve({ status: code, stdout: Buffer.concat(out), stderr });
     });
+  });
+}
+
+/** Runs `f` with an X connection to display `display` (the proxy's own X client code). */
+async function withX<T>(
+  display: number,
+  f: (x: XRequests, root: number) => Promise<T>,
+): Promise<T> {
+  const socket = connect(`/tmp/.X11-unix/X${display}`);
+  const conn: XConnection = new XConnection(
+    { write: (b) => void socket.write(b), close: () => socket.destroy() },
+    { event: () => {}, error: () => {}, closed: () => {} },
+  );
+  socket.on('data', (d: Buffer) => conn.feed(d));
+  socket.on('error', () => conn.close());
+  try {
+    const setup = await conn.ready();
+    return await f(new XRequests(conn), setup.root);
+  } finally {
+    conn.close();
+  }
+}
+
+/**
+ * Sends an EWMH ClientMessage about `window` to the root of X display `display`, as X clients
+ * ask the window manager for things (format 32, to SubstructureRedirect|SubstructureNotify);
+ * resolves once the server has handled it.
+ */
+export function sendWmMessage(
+  display: number,
+  window: number,
+  type: string,
+  data: number[],
+): Promise<void> {
+  return withX(display, async (x, root) => {
+    const ev = Buffer.alloc(32);
+    ev[0] = 33; // ClientMessage
+    ev[1] = 32;
+    ev.writeUInt32LE(window, 4);
+    ev.writeUInt32LE(await x.internAtom(type), 8);
+    data.forEach((v, i) => ev.writeUInt32LE(v >>> 0, 12 + 4 * i));
+    x.sendEvent(false, root, (1 << 19) | (1 << 20), ev);
+    await x.getInputFocus();
+  });
+}
+
+/** Whether the X server of `display` has the first pointer button down (QueryPointer). */
+export function buttonDown(display: number): Promise<boolean> {
+  return withX(display, async (x, root) => {
+    const mask = await x.conn.request(
+      (w) => w.begin(38).u32(root).end(),
+      (r) => r.u16(24),
+    );
+    return (mask & (1 << 8)) !== 0;
   });
 }
