@@ -277,6 +277,7 @@ export async function main(argv: string[]): Promise<number> {
       server,
       hooks: hooksWith,
       tag: opts.tag ?? '',
+      appIdPrefix: opts.appIdPrefix ?? '',
       xrdb: opts.xrdb,
       info: log.info,
       warn: log.warn,

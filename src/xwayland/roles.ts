@@ -137,8 +137,9 @@ export class Role {
       writeXdgToplevelSetTitle(this.relay.host.out, this.toplevel.hostId, labelled(tag, title));
   }
 
-  setAppId(appId: string): void {
-    if (this.toplevel) writeXdgToplevelSetAppId(this.relay.host.out, this.toplevel.hostId, appId);
+  setAppId(prefix: string, appId: string): void {
+    if (this.toplevel)
+      writeXdgToplevelSetAppId(this.relay.host.out, this.toplevel.hostId, labelled(prefix, appId));
   }
 
   setSizeLimits(min: [number, number], max: [number, number]): void {

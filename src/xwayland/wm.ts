@@ -18,6 +18,8 @@ import type { Selections } from './selection.js';
 export interface WmOptions {
   /** --tag: prefix of every toplevel title. */
   readonly tag: string;
+  /** --app-id-prefix: prefix of every toplevel app_id. */
+  readonly appIdPrefix: string;
   /** --xrdb entries (KEY:VALUE), written to the root's RESOURCE_MANAGER. */
   readonly xrdb: readonly string[];
   readonly warn: (message: string) => void;
@@ -433,7 +435,7 @@ export class WindowManager implements SurfaceEvents {
         .catch(() => null)
         .then((p) => {
           w.appId = classOf(p);
-          w.role?.setAppId(w.appId);
+          w.role?.setAppId(this.options.appIdPrefix, w.appId);
           this.surfaces.relay?.flush();
         });
     } else if (atom === a.WM_PROTOCOLS) {
@@ -568,7 +570,7 @@ export class WindowManager implements SurfaceEvents {
     w.surface.role = role;
     if (!popup) {
       role.setTitle(this.options.tag, w.title);
-      if (w.appId) role.setAppId(w.appId);
+      if (w.appId) role.setAppId(this.options.appIdPrefix, w.appId);
       if (w.minSize[0] || w.minSize[1] || w.maxSize[0] || w.maxSize[1])
         role.setSizeLimits(w.minSize, w.maxSize);
       const parent = this.windows.get(w.transientFor);

@@ -28,6 +28,7 @@ export interface XwaylandOptions {
   /** The hooks every client of the proxy gets, with these local globals in their registries. */
   readonly hooks: (localGlobals: readonly LocalGlobal[]) => ReadonlyMap<string, InterfaceHooks>;
   readonly tag: string;
+  readonly appIdPrefix: string;
   readonly xrdb: readonly string[];
   readonly info: (message: string) => void;
   readonly warn: (message: string) => void;
@@ -86,6 +87,7 @@ class XwaylandRun {
     });
     this.wm = new WindowManager(conn, this.surfaces, {
       tag: options.tag,
+      appIdPrefix: options.appIdPrefix,
       xrdb: options.xrdb,
       warn: options.warn,
       info: options.info,
