@@ -18,8 +18,9 @@ export class RawClient {
   private eof = false;
   private closed = false;
 
-  constructor(path: string) {
-    this.fd = native.connectUnix(path);
+  /** Connects to the socket at `path`, or talks on a connected socket `fd` (then its owner). */
+  constructor(path: string | number) {
+    this.fd = typeof path === 'number' ? path : native.connectUnix(path);
   }
 
   /** Queues a well-formed message built by fill(). */

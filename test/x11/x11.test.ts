@@ -214,17 +214,19 @@ describe('input, titles and close', () => {
     },
   );
 
-  test('--tag prefixes X11 titles (weston logs the title it got)', async () => {
+  test('--tag and --app-id-prefix label X11 toplevels (weston logs what it got)', async () => {
     const d = await desktop({ protocolLog: true });
     await proxied(
       d,
       'proxied',
       ['xterm', '-T', 'x11-title', '-e', 'sleep', '600'],
-      ['--tag', '[vm] '],
+      ['--tag', '[vm] ', '--app-id-prefix', 'vm.'],
     );
     await waitFor('weston to get the title', () =>
       /xdg_toplevel@\d+\.set_title\("\[vm\] x11-title"\)/.test(d.weston.output()),
     );
+    // the app_id is WM_CLASS's class
+    expect(d.weston.output()).toMatch(/xdg_toplevel@\d+\.set_app_id\("vm\.XTerm"\)/);
   });
 });
 
