@@ -143,8 +143,12 @@ export class HostOffer {
     readonly obj: WlObject,
   ) {}
 
-  /** Asks for the data as `mime`: the read end of a pipe (nonblocking, the caller's to close). */
+  /**
+   * Asks for the data as `mime`: the read end of a pipe (nonblocking, the caller's to close);
+   * -1 once the offer is gone (the host's selection changed meanwhile).
+   */
   receive(mime: string): number {
+    if (this.obj.dying) return -1;
     return this.selection.receive(this, mime);
   }
 }

@@ -49,6 +49,8 @@ class Selection {
   readonly targets = new Map<number, string>();
   /** Server time at which we became the X owner (for TIMESTAMP). */
   ownedAt = 0;
+  /** The X selection's last-change time as XFixes last told it (0: never changed). */
+  lastChange = 0;
   /** What the X owner offers the host: mime type → X target. */
   readonly xTargets = new Map<string, number>();
   /** Counts X owner changes: answers about an earlier owner are dropped. */
@@ -190,6 +192,7 @@ export class SelectionBridge implements Selections {
 
   /** XFixes: the X selection has a new owner (or none). */
   private xOwnerChanged(sel: Selection, owner: number, time: number): void {
+    sel.lastChange = time;
     if (owner === this.window) {
       sel.ownedAt = time;
       return;
@@ -318,7 +321,9 @@ export class SelectionBridge implements Selections {
         mimes.forEach((m, i) => {
           if (atoms[i] !== NONE && !sel.targets.has(atoms[i])) sel.targets.set(atoms[i], m);
         });
-        wm.x.setSelectionOwner(this.window, sel.atom, CURRENT_TIME);
+        // at the last change we know of: if an X client took the selection since, it keeps it
+        // (ICCCM: an earlier time has no effect), rather than lose a copy newer than the host's
+        wm.x.setSelectionOwner(this.window, sel.atom, sel.lastChange || CURRENT_TIME);
         wm.conn.flush();
       },
       () => {},
@@ -349,12 +354,13 @@ export class SelectionBridge implements Selections {
       notify(property);
     } else {
       const mime = sel.targets.get(ev.target);
-      if (mime === undefined) {
+      const fd = mime === undefined ? -1 : sel.offer.receive(mime);
+      if (fd < 0) {
         notify(NONE);
       } else {
         const type = ev.target === a.TEXT ? a.UTF8_STRING : ev.target;
         const what = `${sel.kind} from the host as ${mime}`;
-        this.outgoing.add(new HostToX(this, what, ev, property, type, sel.offer.receive(mime)));
+        this.outgoing.add(new HostToX(this, what, ev, property, type, fd));
       }
     }
     this.wm.conn.flush();

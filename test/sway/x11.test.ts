@@ -177,11 +177,13 @@ describe('selections between xclip and sway (wl-copy and wl-paste use wlr data c
       expect(got === want).toBe(true);
     };
     const hostEnv = sway.clientEnv();
+    const logged = (what: RegExp) =>
+      waitFor(`the proxy to log ${what.source}`, () => what.test(proxy.output()));
 
     // X11 → sway
     running.push(start('xclip', ['-selection', name, '-i', file('x.txt', fromX)], env));
     await pasted(['wl-paste', ...wlFlag, '--no-newline'], hostEnv, fromX);
-    expect(proxy.output()).toMatch(
+    await logged(
       new RegExp(
         `X11 ${selection} to the host as [^:]+: ${fromX.length} bytes in \\d+ INCR chunks`,
       ),
@@ -191,7 +193,7 @@ describe('selections between xclip and sway (wl-copy and wl-paste use wlr data c
       start('sh', ['-c', `exec wl-copy ${wlFlag.join(' ')} < ${file('h.txt', fromHost)}`], hostEnv),
     );
     await pasted(['xclip', '-selection', name, '-o'], env, fromHost);
-    expect(proxy.output()).toMatch(
+    await logged(
       new RegExp(
         `X11 ${selection} from the host as [^:]+: ${fromHost.length} bytes in \\d+ INCR chunks`,
       ),

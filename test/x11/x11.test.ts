@@ -263,21 +263,30 @@ describe('clipboard (CLIPBOARD: weston 10 has no primary selection; PRIMARY is t
           },
           20000,
         ).catch(() => undefined);
+        writeFileSync(join(shots, `clipboard-${route}-proxy.log`), proxy.output());
         // not toBe: a megabyte of diff helps nobody
-        expect(got.length, proxy.output().slice(-3000)).toBe(want.length);
+        expect(got.length, `${command.join(' ')}\n${proxy.output().slice(-3000)}`).toBe(
+          want.length,
+        );
         expect(got === want).toBe(true);
       };
 
       // X11 → host
       start('xclip', ['-selection', 'clipboard', '-i', file('x.txt', fromX)], xEnv);
       await pasted(['wl-paste', '--no-newline'], hostEnv, fromX);
-      expect(proxy.output()).toMatch(
+      const logged = (what: RegExp) =>
+        waitFor(`the proxy to log ${what.source}`, () => what.test(proxy.output()));
+      await logged(
         new RegExp(`X11 clipboard to the host as [^:]+: ${fromX.length} bytes in \\d+ INCR chunks`),
+      );
+      // -v traces the requests the proxy makes on its own too
+      expect(proxy.output()).toMatch(
+        /host#\d+ +-> wl_data_device@\d+\.set_selection\(wl_data_source@\d+, \d+\)/,
       );
       // host → X11
       start('sh', ['-c', `exec wl-copy < ${file('host.txt', fromHost)}`], hostEnv);
       await pasted(['xclip', '-selection', 'clipboard', '-o'], xEnv, fromHost);
-      expect(proxy.output()).toMatch(
+      await logged(
         new RegExp(
           `X11 clipboard from the host as [^:]+: ${fromHost.length} bytes in \\d+ INCR chunks`,
         ),
