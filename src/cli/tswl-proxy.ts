@@ -49,6 +49,7 @@ interface Options {
   xDisplay?: number;
   xwaylandBinary: string;
   xrdb: string[];
+  xUnscale: number;
 }
 
 function displayNumber(value: string): number {
@@ -61,6 +62,13 @@ function displayNumber(value: string): number {
 function xrdbEntry(value: string): string {
   if (!/^[^:\n]+:[^\n]*$/.test(value)) throw new InvalidArgumentError('expected KEY:VALUE');
   return value;
+}
+
+function unscaleFactor(value: string): number {
+  const n = Number(value);
+  if (!/^[0-9]+$/.test(value) || n < 1 || n > 16)
+    throw new InvalidArgumentError('expected a whole number from 1 to 16');
+  return n;
 }
 
 function byteCount(value: string): number {
@@ -120,6 +128,12 @@ export function buildProgram(): Command {
       "an X resource for the root window's RESOURCE_MANAGER, e.g. Xft.dpi:96 (repeatable)",
       (value: string, list: string[]) => [...list, xrdbEntry(value)],
       [] as string[],
+    )
+    .option(
+      '--x-unscale <n>',
+      'X11 apps draw at N times the size the host asks for, shown at 1/N (e.g. 2 on a scale-2 output: sharp instead of scaled up)',
+      unscaleFactor,
+      1,
     )
     .option('-v, --verbose', 'trace every message on both sides, and say more')
     .option(
@@ -279,6 +293,7 @@ export async function main(argv: string[]): Promise<number> {
       tag: opts.tag ?? '',
       appIdPrefix: opts.appIdPrefix ?? '',
       xrdb: opts.xrdb,
+      unscale: opts.xUnscale,
       info: log.info,
       warn: log.warn,
     });

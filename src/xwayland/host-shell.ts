@@ -15,6 +15,7 @@ import type { Relay } from '../relay/relay.js';
 const WANTED: Record<string, number> = {
   xdg_wm_base: 5,
   wl_seat: 1,
+  wp_viewporter: 1,
   wl_data_device_manager: 3,
   zwp_primary_selection_device_manager_v1: 1,
 };

@@ -27,12 +27,25 @@ import {
   dispatchXwaylandShellV1Request,
   dispatchXwaylandSurfaceV1Request,
 } from '../generated/xwayland-shell-v1.js';
+import type { WpViewporterRequestHandlers } from '../generated/viewporter.js';
+import {
+  dispatchWpViewporterRequest,
+  writeWpViewportDestroy,
+  writeWpViewportSetDestination,
+  writeWpViewporterGetViewport,
+} from '../generated/viewporter.js';
 import type { WlObject } from '../relay/objects.js';
-import { deleteClientOnlyObject, newClientOnlyObject } from '../relay/owned.js';
+import {
+  deleteClientOnlyObject,
+  newClientOnlyObject,
+  newOwnedObject,
+  ownedObjectDestroyed,
+} from '../relay/owned.js';
 import { ProtocolError } from '../relay/errors.js';
 import type { LocalGlobal } from '../relay/registry.js';
 import type { HookContext, InterfaceHooks, Relay, RequestGate } from '../relay/relay.js';
 import type { Role } from './roles.js';
+import type { Unscale } from './unscale.js';
 
 const ATTACH = 1;
 const COMMIT = 6;
@@ -51,6 +64,11 @@ export class XSurface {
   /** The X window it shows, set by the WM when paired. */
   window: number | null = null;
   role: Role | null = null;
+  /** --x-unscale: the viewport of ours that shows it at 1/N size, and its destination. */
+  viewport: WlObject | null = null;
+  destination: [number, number] = [0, 0];
+  /** Xwayland gave it a viewport itself (xrandr emulation): ours must not be there too. */
+  ownViewport = false;
 
   constructor(readonly obj: WlObject) {}
 
@@ -68,6 +86,8 @@ export interface SurfaceEvents {
   destroyed(s: XSurface): void;
   keyboardEnter(s: XSurface): void;
   pointerEnter(s: XSurface): void;
+  /** An X window's surface is about to get a buffer. */
+  attached(s: XSurface): void;
 }
 
 export class XwaylandSurfaces {
@@ -77,8 +97,41 @@ export class XwaylandSurfaces {
   lastInputSerial = 0;
   /** Serial of the latest input event Xwayland got, enter events too: for set_selection. */
   lastSerial = 0;
+  /** --x-unscale: the host's wp_viewporter, once bound. */
+  viewporter: WlObject | null = null;
 
-  constructor(private readonly events: SurfaceEvents) {}
+  constructor(
+    private readonly events: SurfaceEvents,
+    readonly unscale: Unscale | null = null,
+  ) {}
+
+  /**
+   * --x-unscale: shows an X window's surface at 1/N of its X size (`width` × `height`), from its
+   * next commit on.
+   */
+  showUnscaled(s: XSurface, width: number, height: number): void {
+    const relay = this.relay;
+    if (!this.unscale || !this.viewporter || !relay || s.ownViewport || s.obj.dying) return;
+    const out = relay.host.out;
+    if (!s.viewport) {
+      s.viewport = newOwnedObject(relay, 'wp_viewport', 1, () => {});
+      writeWpViewporterGetViewport(out, this.viewporter.hostId, s.viewport.hostId, s.obj.hostId);
+      s.destination = [0, 0];
+    }
+    const w = Math.max(1, this.unscale.size(width));
+    const h = Math.max(1, this.unscale.size(height));
+    if (w === s.destination[0] && h === s.destination[1]) return;
+    s.destination = [w, h];
+    writeWpViewportSetDestination(out, s.viewport.hostId, w, h);
+  }
+
+  /** The surface is no X window's any more: shown as its buffer is again. */
+  dropViewport(s: XSurface): void {
+    if (!s.viewport || !this.relay) return;
+    writeWpViewportDestroy(this.relay.host.out, s.viewport.hostId);
+    ownedObjectDestroyed(this.relay, s.viewport);
+    s.viewport = null;
+  }
 
   /** The surface object `id` on Xwayland's connection, if it is a live wl_surface. */
   byClientId(id: number): XSurface | null {
@@ -144,8 +197,17 @@ export class XwaylandSurfaces {
   /** Xwayland's hooks: `base` is what any client of this proxy gets; ours run first. */
   hooks(base: ReadonlyMap<string, InterfaceHooks>): Map<string, InterfaceHooks> {
     const hooks = new Map(base);
+    if (this.unscale) {
+      // coordinates are converted before anything else of the proxy's sees them
+      const unscaled = this.unscale.hooks((relay, id) => {
+        const obj = relay.clientIds.get(id);
+        return obj !== undefined && this.surfaces.get(obj)?.viewport != null;
+      });
+      for (const [name, h] of unscaled) hooks.set(name, chain(h, base.get(name)));
+    }
+    const underneath = new Map(hooks);
     const add = (name: string, mine: InterfaceHooks): void => {
-      hooks.set(name, chain(mine, base.get(name)));
+      hooks.set(name, chain(mine, underneath.get(name)));
     };
 
     const surface: WlSurfaceRequestHandlers<HookContext> = {
@@ -154,7 +216,13 @@ export class XwaylandSurfaces {
         if (s) {
           this.surfaces.delete(obj);
           this.events.destroyed(s);
+          this.dropViewport(s);
         }
+        return false;
+      },
+      attach: ({ obj }, buffer) => {
+        const s = this.surfaces.get(obj);
+        if (buffer !== 0 && s?.kind === 'window') this.events.attached(s);
         return false;
       },
     };
@@ -216,6 +284,21 @@ export class XwaylandSurfaces {
     };
     add('wl_subcompositor', {
       request: (ctx, op, args) => dispatchWlSubcompositorRequest(subcompositor, ctx, op, args),
+    });
+
+    const viewporter: WpViewporterRequestHandlers<HookContext> = {
+      get_viewport: ({ relay }, _id, surfaceId) => {
+        const obj = relay.clientIds.get(surfaceId);
+        if (obj?.iface.name === 'wl_surface') {
+          const s = this.of(obj);
+          s.ownViewport = true;
+          this.dropViewport(s);
+        }
+        return false;
+      },
+    };
+    add('wp_viewporter', {
+      request: (ctx, op, args) => dispatchWpViewporterRequest(viewporter, ctx, op, args),
     });
 
     const dataDevice: WlDataDeviceRequestHandlers<HookContext> = {

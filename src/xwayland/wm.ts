@@ -14,6 +14,7 @@ import type { XEvent } from './x11/events.js';
 import type { ExtensionInfo, Property } from './x11/requests.js';
 import { CURRENT_TIME, EventMask, NONE, StackMode, XRequests } from './x11/requests.js';
 import type { Selections } from './selection.js';
+import type { Unscale } from './unscale.js';
 
 export interface WmOptions {
   /** --tag: prefix of every toplevel title. */
@@ -25,6 +26,8 @@ export interface WmOptions {
   readonly warn: (message: string) => void;
   /** Said with --verbose only. */
   readonly info?: (message: string) => void;
+  /** --x-unscale N (null for 1): X pixels are 1/N of the host's surface coordinates. */
+  readonly unscale?: Unscale | null;
 }
 
 /** One child of the root, as far as the WM knows it. */
@@ -320,6 +323,11 @@ export class WindowManager implements SurfaceEvents {
     this.conn.flush();
   }
 
+  attached(s: XSurface): void {
+    const w = s.window === null ? undefined : this.windows.get(s.window);
+    if (w) this.surfaces.showUnscaled(s, w.width, w.height);
+  }
+
   pointerEnter(s: XSurface): void {
     const w = s.window === null ? undefined : this.windows.get(s.window);
     if (!w) return;
@@ -372,6 +380,7 @@ export class WindowManager implements SurfaceEvents {
     if (w.surface) {
       // Xwayland destroys the surface next; until then its buffers go to a surface with no role
       w.surface.role = null;
+      this.surfaces.dropViewport(w.surface);
       w.surface.kind = 'other';
       w.surface.window = null;
       w.surface = null;
@@ -449,7 +458,7 @@ export class WindowManager implements SurfaceEvents {
         .catch(() => null)
         .then((p) => {
           [w.minSize, w.maxSize] = sizeHints(p);
-          w.role?.setSizeLimits(w.minSize, w.maxSize);
+          w.role?.setSizeLimits(...this.hostSizeLimits(w));
           this.surfaces.relay?.flush();
         });
     }
@@ -559,10 +568,10 @@ export class WindowManager implements SurfaceEvents {
       popup
         ? {
             parent: popup.role!,
-            x: w.x - popup.x,
-            y: w.y - popup.y,
-            width: w.width,
-            height: w.height,
+            x: this.toHost(w.x - popup.x),
+            y: this.toHost(w.y - popup.y),
+            width: this.hostSize(w.width),
+            height: this.hostSize(w.height),
           }
         : null,
     );
@@ -572,7 +581,7 @@ export class WindowManager implements SurfaceEvents {
       role.setTitle(this.options.tag, w.title);
       if (w.appId) role.setAppId(this.options.appIdPrefix, w.appId);
       if (w.minSize[0] || w.minSize[1] || w.maxSize[0] || w.maxSize[1])
-        role.setSizeLimits(w.minSize, w.maxSize);
+        role.setSizeLimits(...this.hostSizeLimits(w));
       const parent = this.windows.get(w.transientFor);
       if (parent?.role?.toplevel) role.setParent(parent.role);
       if (w.netState.has(this.atoms._NET_WM_STATE_FULLSCREEN)) role.setFullscreen(true);
@@ -582,6 +591,7 @@ export class WindowManager implements SurfaceEvents {
       )
         role.setMaximized(true);
     }
+    this.surfaces.showUnscaled(w.surface, w.width, w.height);
     role.commit();
     relay.flush();
   }
@@ -610,8 +620,10 @@ export class WindowManager implements SurfaceEvents {
 
   private onToplevelConfigure(w: XWindow, _r: Role, c: ToplevelConfigure): void {
     const a = this.atoms;
-    if (c.width > 0 && c.height > 0 && (c.width !== w.width || c.height !== w.height)) {
-      this.x.configureWindow(w.id, { width: c.width, height: c.height });
+    const width = this.toX(c.width);
+    const height = this.toX(c.height);
+    if (width > 0 && height > 0 && (width !== w.width || height !== w.height)) {
+      this.x.configureWindow(w.id, { width, height });
     }
     const sync = (atom: number, on: boolean): void => {
       if (on) w.netState.add(atom);
@@ -623,6 +635,30 @@ export class WindowManager implements SurfaceEvents {
     sync(a._NET_WM_STATE_FOCUSED, c.states.has(XdgToplevelState.activated));
     this.writeNetState(w);
     this.conn.flush();
+  }
+
+  // ---- --x-unscale: X pixels and the host's surface coordinates ----------------------------
+
+  private toX(v: number): number {
+    return this.options.unscale?.toX(v) ?? v;
+  }
+
+  private toHost(v: number): number {
+    return this.options.unscale?.toHost(v) ?? v;
+  }
+
+  private hostSize(v: number): number {
+    return this.options.unscale?.size(v) ?? v;
+  }
+
+  /** WM_NORMAL_HINTS' limits on the host, rounded up (a fixed size stays fixed). */
+  private hostSizeLimits(w: XWindow): [[number, number], [number, number]] {
+    const u = this.options.unscale;
+    if (!u) return [w.minSize, w.maxSize];
+    return [
+      [u.size(w.minSize[0]), u.size(w.minSize[1])],
+      [u.size(w.maxSize[0]), u.size(w.maxSize[1])],
+    ];
   }
 
   /** The compositor asks to close: WM_DELETE_WINDOW when the client takes it, else disconnect it. */

@@ -13,6 +13,7 @@ import type { XDisplay } from './display.js';
 import { HostSelection } from './host-selection.js';
 import { HostShell } from './host-shell.js';
 import { SelectionBridge } from './selection.js';
+import { Unscale } from './unscale.js';
 import { XwaylandSurfaces } from './surfaces.js';
 import { WindowManager } from './wm.js';
 import { XConnection } from './x11/connection.js';
@@ -30,6 +31,8 @@ export interface XwaylandOptions {
   readonly tag: string;
   readonly appIdPrefix: string;
   readonly xrdb: readonly string[];
+  /** --x-unscale N; 1 leaves coordinates alone. */
+  readonly unscale: number;
   readonly info: (message: string) => void;
   readonly warn: (message: string) => void;
 }
@@ -79,18 +82,24 @@ class XwaylandRun {
     this.socket.on('error', () => conn.close());
     this.socket.on('close', () => conn.close());
 
-    this.surfaces = new XwaylandSurfaces({
-      resolve: (s) => this.wm.resolve(s),
-      destroyed: (s) => this.wm.destroyed(s),
-      keyboardEnter: (s) => this.wm.keyboardEnter(s),
-      pointerEnter: (s) => this.wm.pointerEnter(s),
-    });
+    const unscale = options.unscale > 1 ? new Unscale(options.unscale) : null;
+    this.surfaces = new XwaylandSurfaces(
+      {
+        resolve: (s) => this.wm.resolve(s),
+        destroyed: (s) => this.wm.destroyed(s),
+        keyboardEnter: (s) => this.wm.keyboardEnter(s),
+        pointerEnter: (s) => this.wm.pointerEnter(s),
+        attached: (s) => this.wm.attached(s),
+      },
+      unscale,
+    );
     this.wm = new WindowManager(conn, this.surfaces, {
       tag: options.tag,
       appIdPrefix: options.appIdPrefix,
       xrdb: options.xrdb,
       warn: options.warn,
       info: options.info,
+      unscale,
     });
     try {
       this.relay = options.server.adoptClient(waylandFd, {
@@ -108,6 +117,11 @@ class XwaylandRun {
     const shell = new HostShell(this.relay);
     this.wm.attachShell(shell);
     const relay = this.relay;
+    if (unscale) {
+      shell.whenBound(['wp_viewporter'], () => {
+        this.surfaces.viewporter = shell.bound.get('wp_viewporter')!;
+      });
+    }
     const bridge = new SelectionBridge(this.wm);
     this.wm.selections = bridge;
     for (const [kind, manager] of [
