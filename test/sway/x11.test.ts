@@ -5,12 +5,13 @@
 // has none) and the clipboard go both ways between xclip and sway's wl-copy/wl-paste clients,
 // in host mode and across the cross-domain path. Headless sway has no input device: a virtual
 // pointer gives Xwayland the pointer events whose serials set_selection, move and resize need.
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { type Running, killAll, start, stop, waitFor } from '../support/processes.js';
 import { type Route, Sway, type SwayNode, type VirtualPointer } from '../support/sway.js';
-import { proxyBin } from '../support/weston.js';
+import { colourCount, differingPixels } from '../support/desktop.js';
+import { proxyBin, repoRoot } from '../support/weston.js';
 import { buttonDown, capture, freeXDisplay, sendWmMessage } from '../support/x11.js';
 
 let sway: Sway;
@@ -35,6 +36,8 @@ afterAll(async () => {
 });
 
 const running: Running[] = [];
+const shots = join(repoRoot, 'test-output', 'sway');
+mkdirSync(shots, { recursive: true });
 
 /** tswl-proxy --x-display running `command` on sway; X clients get `env` (no way to sway). */
 function x11(
@@ -198,5 +201,63 @@ describe('selections between xclip and sway (wl-copy and wl-paste use wlr data c
         `X11 ${selection} from the host as [^:]+: ${fromHost.length} bytes in \\d+ INCR chunks`,
       ),
     );
+  });
+});
+
+describe('--x-unscale', () => {
+  // colours and text, printed once xterm has its final size (it wraps at the width it has then)
+  const script = join(shots, 'x11-unscale.sh');
+  writeFileSync(
+    script,
+    `#!/bin/sh\nsleep 1\nprintf '\\033[1;31mred \\033[32mgreen \\033[34mblue\\033[0m\\n'\nseq 1 30 | paste -sd' '\nexec sleep 600\n`,
+    { mode: 0o755 },
+  );
+
+  /** A screenshot (grim: the output's pixels) of xterm with the output at `scale`. */
+  async function shot(
+    scale: number,
+    extra: string[],
+    name: string,
+    during: (env: NodeJS.ProcessEnv) => Promise<void> = async () => {},
+  ): Promise<string> {
+    sway.chroot(['swaymsg', `output * scale ${scale}`]);
+    const { proxy, env } = x11(
+      'proxied',
+      ['xterm', '+bc', '-class', 'TswlScale', '-e', script],
+      extra,
+    );
+    await waitFor('the xterm window on sway', () => windowOf('TswlScale'), 20000);
+    // the script prints after a second: a blank terminal is stable until then
+    await new Promise((r) => setTimeout(r, 1500));
+    const file = await sway.stableScreenshot(join(shots, name));
+    await during(env);
+    await stop(proxy);
+    await waitFor('the window to go', () => sway.windows().length === 0, 20000);
+    return file;
+  }
+
+  test('xterm at --x-unscale 2 on a scale-2 output shows the pixels it shows at scale 1', async () => {
+    try {
+      const base = await shot(1, [], 'x11-scale-1.png');
+      expect(colourCount(base)).toBeGreaterThan(2);
+      // at scale 2 the output has half the logical size: X draws the window in twice as many
+      // pixels as the host asks for, and the viewport shows them one to one
+      // the pointer at logical (100, 50) of the scale-2 output is at X pixel (200, 100)
+      const pointerAt = async (env: NodeJS.ProcessEnv) => {
+        pointer.moveTo(200, 100); // of the virtual pointer's 640×480: a fraction of the output
+        await waitFor('the pointer in X pixels', async () =>
+          /x:200 y:100 /.test(
+            (await capture('xdotool', ['getmouselocation'], env)).stdout.toString(),
+          ),
+        );
+      };
+      const sharp = await shot(2, ['--x-unscale', '2'], 'x11-scale-2-unscaled.png', pointerAt);
+      expect(differingPixels(base, sharp)).toBe(0);
+      // without it, the same xterm is half the size, scaled up by sway
+      const scaledUp = await shot(2, [], 'x11-scale-2.png');
+      expect(differingPixels(base, scaledUp)).toBeGreaterThan(1000);
+    } finally {
+      sway.chroot(['swaymsg', 'output * scale 1']);
+    }
   });
 });
