@@ -18,6 +18,7 @@ import {
   writeXdgSurfaceDestroy,
   writeXdgSurfaceGetPopup,
   writeXdgSurfaceGetToplevel,
+  writeXdgSurfaceSetWindowGeometry,
   writeXdgToplevelDestroy,
   writeXdgToplevelMove,
   writeXdgToplevelResize,
@@ -69,6 +70,7 @@ export class Role {
   readonly children = new Set<Role>();
   configured = false;
   destroyed = false;
+  private geometry: [number, number] = [0, 0];
   private pendingToplevel: ToplevelConfigure | null = null;
   private readonly parentRole: Role | null;
 
@@ -146,6 +148,21 @@ export class Role {
     if (!this.toplevel) return;
     writeXdgToplevelSetMinSize(this.relay.host.out, this.toplevel.hostId, min[0], min[1]);
     writeXdgToplevelSetMaxSize(this.relay.host.out, this.toplevel.hostId, max[0], max[1]);
+  }
+
+  /** The window's extent on the host (from its next commit on), in surface coordinates. */
+  setWindowGeometry(width: number, height: number): void {
+    if (this.destroyed || width <= 0 || height <= 0) return;
+    if (width === this.geometry[0] && height === this.geometry[1]) return;
+    this.geometry = [width, height];
+    writeXdgSurfaceSetWindowGeometry(
+      this.relay.host.out,
+      this.xdgSurface.hostId,
+      0,
+      0,
+      width,
+      height,
+    );
   }
 
   setParent(parent: Role | null): void {

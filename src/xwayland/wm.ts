@@ -45,6 +45,8 @@ export class XWindow {
   maxSize: [number, number] = [0, 0];
   surface: XSurface | null = null;
   role: Role | null = null;
+  /** The size the compositor's last configure asked for (host coordinates), if it named one. */
+  requested: [number, number] | null = null;
 
   constructor(
     readonly id: number,
@@ -228,6 +230,7 @@ export class WindowManager implements SurfaceEvents {
         w.y = ev.y;
         w.width = ev.width;
         w.height = ev.height;
+        this.updateGeometry(w);
         break;
       }
       case 'configure-request':
@@ -377,6 +380,7 @@ export class WindowManager implements SurfaceEvents {
     w.mapped = false;
     w.role?.destroy();
     w.role = null;
+    w.requested = null;
     if (w.surface) {
       // Xwayland destroys the surface next; until then its buffers go to a surface with no role
       w.surface.role = null;
@@ -622,9 +626,11 @@ export class WindowManager implements SurfaceEvents {
     const a = this.atoms;
     const width = this.toX(c.width);
     const height = this.toX(c.height);
-    if (width > 0 && height > 0 && (width !== w.width || height !== w.height)) {
+    w.requested = width > 0 && height > 0 ? [c.width, c.height] : null;
+    if (w.requested && (width !== w.width || height !== w.height)) {
       this.x.configureWindow(w.id, { width, height });
     }
+    this.updateGeometry(w);
     const sync = (atom: number, on: boolean): void => {
       if (on) w.netState.add(atom);
       else w.netState.delete(atom);
@@ -635,6 +641,17 @@ export class WindowManager implements SurfaceEvents {
     sync(a._NET_WM_STATE_FOCUSED, c.states.has(XdgToplevelState.activated));
     this.writeNetState(w);
     this.conn.flush();
+  }
+
+  /**
+   * The toplevel's window geometry: the size the compositor asked for while the X window is
+   * being resized to it, so the buffers X drew before (larger ones too) fit the configured
+   * state; the X window's own size when the compositor left that to the client.
+   */
+  private updateGeometry(w: XWindow): void {
+    if (!w.role?.toplevel) return;
+    const [width, height] = w.requested ?? [this.hostSize(w.width), this.hostSize(w.height)];
+    w.role.setWindowGeometry(width, height);
   }
 
   // ---- --x-unscale: X pixels and the host's surface coordinates ----------------------------
