@@ -114,7 +114,8 @@ export function sendWmMessage(
   display: number,
   window: number,
   type: string,
-  data: number[],
+  /** Numbers, or names of atoms. */
+  data: (number | string)[],
 ): Promise<void> {
   return withX(display, async (x, root) => {
     const ev = Buffer.alloc(32);
@@ -122,7 +123,8 @@ export function sendWmMessage(
     ev[1] = 32;
     ev.writeUInt32LE(window, 4);
     ev.writeUInt32LE(await x.internAtom(type), 8);
-    data.forEach((v, i) => ev.writeUInt32LE(v >>> 0, 12 + 4 * i));
+    for (const [i, v] of data.entries())
+      ev.writeUInt32LE((typeof v === 'string' ? await x.internAtom(v) : v) >>> 0, 12 + 4 * i);
     x.sendEvent(false, root, (1 << 19) | (1 << 20), ev);
     await x.getInputFocus();
   });

@@ -1,7 +1,9 @@
 // X11 applications through tswl-proxy --x-display, on weston (x11 backend, kiosk shell, under
 // Xvfb): each shows the same content as under weston's own Xwayland and window manager
-// (`weston --xwayland`), in host mode and across the cross-domain path; typing reaches xterm;
-// titles carry --tag; the compositor's close reaches xterm as WM_DELETE_WINDOW.
+// (`weston --xwayland`), in host mode and across the cross-domain path; a GTK3 menu opens where
+// it does there; typing reaches xterm; titles carry --tag; the clipboard goes both ways. What
+// needs sway (close, fullscreen, move and resize, the primary selection, --x-unscale) is in
+// test/sway/x11.test.ts.
 //
 // Weston's own window manager draws a frame around X windows, ours leaves decorations to the host
 // (weston draws none for xdg toplevels): screenshots are compared on the client's own area. The
@@ -12,7 +14,14 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, onTestFinished, test } from 'vitest';
 import { Desktop, colourCount, differingPixels } from '../support/desktop.js';
 import { killAll, type Running, start, stop, waitFor } from '../support/processes.js';
-import { type ClientArea, capture, clientArea, crop, freeXDisplay } from '../support/x11.js';
+import {
+  type ClientArea,
+  capture,
+  clientArea,
+  crop,
+  freeXDisplay,
+  sendWmMessage,
+} from '../support/x11.js';
 import { hostBin } from '../support/cross-domain.js';
 import { proxyBin, repoRoot } from '../support/weston.js';
 
@@ -168,6 +177,58 @@ describe('X11 clients show the same content as under weston --xwayland', () => {
       });
     }
   });
+});
+
+describe('GTK3: GDK_BACKEND=x11 gtk3-demo, fullscreen in both runs', () => {
+  // Under the kiosk shell our toplevel is fullscreen, and GTK then hides its title bar; weston's
+  // own WM leaves gtk3-demo a framed window partly off the output. Asking weston's WM for
+  // fullscreen as well (_NET_WM_STATE, as an X client would) puts both runs in the same state,
+  // so whole screens compare (less the bottom rows, where the pointer is parked).
+  const menuAt = [300, 260];
+  const whole = { x: 0, y: 0, width: 640, height: 480 };
+
+  /** The window, then the context menu of its text view, opened by a right click. */
+  async function windowAndMenu(d: Desktop, name: string): Promise<[string, string]> {
+    const window = await clientShot(d, whole, `${name}-window`);
+    d.xdotool('mousemove', String(menuAt[0]), String(menuAt[1]));
+    d.xdotool('click', '3');
+    // the pointer leaves the menu without selecting anything (it holds the grab)
+    const menu = await clientShot(d, whole, `${name}-menu`);
+    return [window, menu];
+  }
+
+  test.each(['proxied', 'cross-domain'] as Route[])(
+    '%s: the same pixels, and a right-click menu opens where it opens under weston --xwayland',
+    async (route) => {
+      const direct = await desktop({ xwayland: true });
+      const xEnv = { ...proxyEnv(direct), DISPLAY: direct.westonXDisplay! };
+      start('gtk3-demo', [], xEnv);
+      const window = await waitFor('gtk3-demo under weston --xwayland', async () => {
+        const found = await capture('xdotool', ['search', '--name', '^Application Class$'], xEnv);
+        return Number(found.stdout.toString().split('\n')[0]) || undefined;
+      });
+      const westonDisplay = Number(direct.westonXDisplay!.slice(1));
+      await sendWmMessage(westonDisplay, window, '_NET_WM_STATE', [
+        1,
+        '_NET_WM_STATE_FULLSCREEN',
+        0,
+        1,
+      ]);
+      const [directWindow, directMenu] = await windowAndMenu(direct, 'gtk3-direct');
+      expect(colourCount(directWindow)).toBeGreaterThan(2);
+      // the menu is on screen, and only where it opened
+      expect(differingPixels(directWindow, directMenu)).toBeGreaterThan(1000);
+      killAll();
+      await direct.stop();
+      desktops.splice(desktops.indexOf(direct), 1);
+
+      const d = await desktop();
+      await proxied(d, route, ['gtk3-demo']);
+      const [ourWindow, ourMenu] = await windowAndMenu(d, `gtk3-${route}`);
+      expect(differingPixels(directWindow, ourWindow)).toBe(0);
+      expect(differingPixels(directMenu, ourMenu)).toBe(0);
+    },
+  );
 });
 
 describe('X11 clients that draw to their window size', () => {
