@@ -47,6 +47,8 @@ export class XWindow {
   role: Role | null = null;
   /** The size the compositor's last configure asked for (host coordinates), if it named one. */
   requested: [number, number] | null = null;
+  /** Its X size before the compositor maximized or fullscreened it, to return to after. */
+  restoreSize: [number, number] | null = null;
 
   constructor(
     readonly id: number,
@@ -499,26 +501,44 @@ export class WindowManager implements SurfaceEvents {
     }
   }
 
-  /** _NET_WM_STATE: action 0 remove, 1 add, 2 toggle. */
+  /**
+   * _NET_WM_STATE: action 0 remove, 1 add, 2 toggle. Fullscreen and maximized are asked of the
+   * compositor, and become the window's state when its configure says so (it may refuse); before
+   * the window has a role they are kept for it.
+   */
   private changeNetState(w: XWindow, action: number, atoms: number[]): void {
     const a = this.atoms;
     const want = (atom: number): boolean => action === 1 || (action === 2 && !w.netState.has(atom));
+    const next = new Set(w.netState);
     for (const atom of atoms) {
       if (atom === NONE) continue;
-      const on = want(atom);
-      if (on) w.netState.add(atom);
-      else w.netState.delete(atom);
-      if (atom === a._NET_WM_STATE_FULLSCREEN) w.role?.setFullscreen(on);
+      if (want(atom)) next.add(atom);
+      else next.delete(atom);
     }
-    if (
-      atoms.includes(a._NET_WM_STATE_MAXIMIZED_HORZ) ||
-      atoms.includes(a._NET_WM_STATE_MAXIMIZED_VERT)
-    ) {
-      w.role?.setMaximized(
-        w.netState.has(a._NET_WM_STATE_MAXIMIZED_HORZ) &&
-          w.netState.has(a._NET_WM_STATE_MAXIMIZED_VERT),
-      );
+    const compositorOwns = [
+      a._NET_WM_STATE_FULLSCREEN,
+      a._NET_WM_STATE_MAXIMIZED_HORZ,
+      a._NET_WM_STATE_MAXIMIZED_VERT,
+    ];
+    const toplevel = w.role?.toplevel ? w.role : null;
+    if (toplevel) {
+      if (atoms.includes(a._NET_WM_STATE_FULLSCREEN))
+        toplevel.setFullscreen(next.has(a._NET_WM_STATE_FULLSCREEN));
+      if (
+        atoms.includes(a._NET_WM_STATE_MAXIMIZED_HORZ) ||
+        atoms.includes(a._NET_WM_STATE_MAXIMIZED_VERT)
+      ) {
+        toplevel.setMaximized(
+          next.has(a._NET_WM_STATE_MAXIMIZED_HORZ) && next.has(a._NET_WM_STATE_MAXIMIZED_VERT),
+        );
+      }
+      for (const atom of compositorOwns) {
+        if (w.netState.has(atom)) next.add(atom);
+        else next.delete(atom);
+      }
     }
+    w.netState.clear();
+    for (const atom of next) w.netState.add(atom);
     this.writeNetState(w);
   }
 
@@ -627,9 +647,17 @@ export class WindowManager implements SurfaceEvents {
     const width = this.toX(c.width);
     const height = this.toX(c.height);
     w.requested = width > 0 && height > 0 ? [c.width, c.height] : null;
+    const large =
+      c.states.has(XdgToplevelState.maximized) || c.states.has(XdgToplevelState.fullscreen);
+    if (large) w.restoreSize ??= [w.width, w.height];
     if (w.requested && (width !== w.width || height !== w.height)) {
       this.x.configureWindow(w.id, { width, height });
+    } else if (!w.requested && !large && w.restoreSize) {
+      // the compositor leaves the size to the client: X clients expect the WM to restore it
+      const [rw, rh] = w.restoreSize;
+      this.x.configureWindow(w.id, { width: rw, height: rh });
     }
+    if (!large) w.restoreSize = null;
     this.updateGeometry(w);
     const sync = (atom: number, on: boolean): void => {
       if (on) w.netState.add(atom);
