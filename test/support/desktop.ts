@@ -63,11 +63,18 @@ export class Desktop {
   /**
    * `outputs` > 1 gives weston that many outputs (X windows), side by side; `xwayland` starts
    * weston's own Xwayland and window manager, the direct run X11 clients are compared against;
-   * `protocolLog` logs every request weston gets (WAYLAND_DEBUG=server) to its output.
+   * `protocolLog` logs every request weston gets (WAYLAND_DEBUG=server) to its output;
+   * `shell: 'desktop'` runs weston's desktop shell (windows at their own size, maximize) instead.
    */
   static async start(
     outputs = 1,
-    { xwayland = false, width = WIDTH, height = HEIGHT, protocolLog = false } = {},
+    {
+      xwayland = false,
+      width = WIDTH,
+      height = HEIGHT,
+      protocolLog = false,
+      shell = 'kiosk' as 'kiosk' | 'desktop',
+    } = {},
   ): Promise<Desktop> {
     const runtimeDir = mkdtempSync(join(tmpdir(), 'tswl-desktop-'));
     const xvfb = start(
@@ -87,7 +94,7 @@ export class Desktop {
       'weston',
       [
         '--backend=x11-backend.so',
-        '--shell=kiosk-shell.so',
+        `--shell=${shell}-shell.so`,
         '--use-pixman',
         '--socket=wayland-0',
         `--width=${width}`,

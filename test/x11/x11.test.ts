@@ -275,6 +275,47 @@ describe('input, titles and close', () => {
     },
   );
 
+  test('maximize both ways on weston’s desktop shell: wmctrl → set_maximized, its configure → _NET_WM_STATE', async () => {
+    const d = await desktop({ shell: 'desktop' });
+    const { display } = await proxied(d, 'proxied', [
+      'xterm',
+      '-class',
+      'TswlMax',
+      '-T',
+      'tswl-max',
+      '-e',
+      'sleep',
+      '600',
+    ]);
+    const xEnv = { ...d.clientEnv('nowhere'), DISPLAY: `:${display}` };
+    const window = await waitFor('the xterm window', async () => {
+      const found = await capture('xdotool', ['search', '--class', 'TswlMax'], xEnv);
+      return found.stdout.toString().split('\n')[0] || undefined;
+    });
+    const state = async (): Promise<string> =>
+      (await capture('xprop', ['-id', window, '_NET_WM_STATE'], xEnv)).stdout.toString();
+    const width = async (): Promise<number> =>
+      Number(
+        /Width: (\d+)/.exec(
+          (await capture('xwininfo', ['-id', window], xEnv)).stdout.toString(),
+        )?.[1],
+      );
+    await waitFor(
+      'xterm at its own size',
+      async () => (await width()) > 0 && (await width()) < 640,
+    );
+    // X → weston: the client message becomes set_maximized; weston's maximized configure comes
+    // back, and the X window takes its size and the state
+    await capture('wmctrl', ['-r', 'tswl-max', '-b', 'add,maximized_vert,maximized_horz'], xEnv);
+    await waitFor('_NET_WM_STATE_MAXIMIZED_*', async () =>
+      /MAXIMIZED_VERT.*MAXIMIZED_HORZ|MAXIMIZED_HORZ.*MAXIMIZED_VERT/.test(await state()),
+    );
+    await waitFor('xterm as wide as the output', async () => (await width()) === 640);
+    await capture('wmctrl', ['-r', 'tswl-max', '-b', 'remove,maximized_vert,maximized_horz'], xEnv);
+    await waitFor('no _NET_WM_STATE_MAXIMIZED_*', async () => !/MAXIMIZED/.test(await state()));
+    await waitFor('xterm at its own size again', async () => (await width()) < 640);
+  });
+
   test('--tag and --app-id-prefix label X11 toplevels (weston logs what it got)', async () => {
     const d = await desktop({ protocolLog: true });
     await proxied(
