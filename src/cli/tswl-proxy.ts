@@ -161,7 +161,8 @@ Control: while running, the FIFO <socket>-ctl (e.g. $XDG_RUNTIME_DIR/wayland-1-c
   stats      append counts of clients, objects, bytes and fds relayed
 
 X11: with --x-display N, X clients connect to /tmp/.X11-unix/XN (and the abstract socket of that
-name); the first one starts Xwayland, whose windows become toplevels and popups on the host.
+name); the first one starts Xwayland, whose windows become toplevels and popups on the host, and
+whose CLIPBOARD and PRIMARY selections are the host's.
 
 systemd: socket activation (LISTEN_FDS, sockets named "wayland" and "x11") and Type=notify are
 supported.`,
