@@ -198,7 +198,7 @@ export class XwaylandSurfaces {
   hooks(base: ReadonlyMap<string, InterfaceHooks>): Map<string, InterfaceHooks> {
     const hooks = new Map(base);
     if (this.unscale) {
-      // coordinates are converted before anything else of the proxy's sees them
+      // coordinates are converted before the hooks every client gets (shm shadowing) see them
       const unscaled = this.unscale.hooks((relay, id) => {
         const obj = relay.clientIds.get(id);
         return obj !== undefined && this.surfaces.get(obj)?.viewport != null;
