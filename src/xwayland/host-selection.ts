@@ -233,11 +233,21 @@ export class HostSelection {
   }
 
   receive(offer: HostOffer, mime: string): number {
-    const [readEnd, writeEnd] = native.pipe();
+    // out of fds: this read fails, nothing else
+    let fds: [number, number];
+    try {
+      fds = native.pipe();
+    } catch {
+      return -1;
+    }
+    const [readEnd, writeEnd] = fds;
     let handed: number;
     try {
       // the source client writes as into any pipe: blocking, while our end stays nonblocking
       handed = reopen(writeEnd, 'write');
+    } catch {
+      closeQuietly(readEnd);
+      return -1;
     } finally {
       closeQuietly(writeEnd);
     }
