@@ -77,6 +77,8 @@ export class SelectionBridge implements Selections {
   private readonly early = new Map<SelectionKind, HostOffer | null>();
   private readonly incoming = new Map<number, XToHost>();
   private readonly outgoing = new Set<HostToX>();
+  /** Windows of finished transfers, until their DestroyNotify frees their ids. */
+  private readonly destroyed = new Set<number>();
   /** Requestor windows we watch for INCR, and how many transfers need each. */
   private readonly watched = new Map<number, number>();
   private readonly atomNames = new Map<number, string>();
@@ -172,6 +174,8 @@ export class SelectionBridge implements Selections {
         this.incoming.get(ev.requestor)?.converted(ev.property);
         break;
       case 'destroy':
+        // no event about a window of ours comes after this one: its id is free again
+        if (this.destroyed.delete(ev.window)) this.wm.conn.releaseId(ev.window);
         // a requestor that went away mid-transfer
         if (this.watched.delete(ev.window)) {
           for (const t of [...this.outgoing]) if (t.requestor === ev.window) t.finish();
@@ -289,6 +293,7 @@ export class SelectionBridge implements Selections {
 
   forgetIncoming(t: XToHost): void {
     this.incoming.delete(t.window);
+    this.destroyed.add(t.window);
   }
 
   // ---- host → X ------------------------------------------------------------------------------
@@ -451,8 +456,9 @@ class XToHost {
   ) {
     const wm = bridge.wm;
     this.window = wm.conn.allocateId();
+    // StructureNotify: its DestroyNotify tells when its id may be used again
     wm.x.createWindow(this.window, bridge.window, { x: 0, y: 0, width: 1, height: 1 }, true, {
-      eventMask: EventMask.PropertyChange,
+      eventMask: EventMask.PropertyChange | EventMask.StructureNotify,
     });
     wm.x.convertSelection(
       this.window,

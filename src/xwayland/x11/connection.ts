@@ -74,6 +74,8 @@ export class XConnection {
   private lastReceived = 0;
   private readonly pending: Pending[] = [];
   private nextId = 0;
+  /** Ids of resources that are gone for good, given out again first. */
+  private readonly freeIds: number[] = [];
   private flushQueued = false;
   private closed = false;
   private setupWaiters: ((s: XSetup | Error) => void)[] = [];
@@ -100,6 +102,8 @@ export class XConnection {
 
   /** A new resource id of this client. */
   allocateId(): number {
+    const free = this.freeIds.pop();
+    if (free !== undefined) return free;
     const s = this.setup!;
     const mask = s.resourceIdMask;
     const step = mask & -mask;
@@ -107,6 +111,13 @@ export class XConnection {
     this.nextId += step;
     if ((id & mask) !== id) throw new Error('out of X resource ids');
     return (s.resourceIdBase | id) >>> 0;
+  }
+  /**
+   * An id whose resource was destroyed, once no event about it can still arrive (the server sent
+   * its DestroyNotify): it may be given out again.
+   */
+  releaseId(id: number): void {
+    this.freeIds.push(id);
   }
 
   /** Writes a request (begin…end on the writer); it goes out at the end of this tick. */
