@@ -375,11 +375,9 @@ export class WindowManager implements SurfaceEvents {
   }
 
   private unmapped(w: XWindow): void {
-    if (w.mapped && !w.overrideRedirect) {
-      w.mapped = false;
-      this.writeClientList();
-    }
+    const listed = w.mapped && !w.overrideRedirect;
     w.mapped = false;
+    if (listed) this.writeClientList();
     w.role?.destroy();
     w.role = null;
     w.requested = null;
