@@ -44,6 +44,43 @@ export class LinkGuest {
     return tag;
   }
 
+  /** Posts without waiting for room: the tag, or null while the host is not reading the link. */
+  tryPost(cmd: Buffer, fds: number[] = []): number | null {
+    const packet = Buffer.concat([Buffer.alloc(8), cmd]);
+    packet.writeUInt32LE(this.tag, 0);
+    const n = native.sendmsg(this.fd, packet, 0, packet.length, fds, fds.length);
+    if (n < 0) return null;
+    expect(n).toBe(packet.length);
+    return this.tag++;
+  }
+
+  /** Reads the replies that have arrived, without waiting; how many came. */
+  receive(): number {
+    let count = 0;
+    for (;;) {
+      const n = native.recvmsg(this.fd, this.buf, 0, this.buf.length, this.out);
+      if (n < 0) return count;
+      if (n === 0) {
+        this.eof = true;
+        return count;
+      }
+      const fds = Array.from(this.out.subarray(2, 2 + this.out[0]));
+      this.replies.set(this.buf.readUInt32LE(0), {
+        response: Buffer.from(this.buf.subarray(8, n)),
+        fds,
+      });
+      count++;
+    }
+  }
+
+  /** Takes the replies received so far (their fds are the caller's). */
+  takeReplies(): Map<number, { response: Buffer; fds: number[] }> {
+    this.receive();
+    const all = new Map(this.replies);
+    this.replies.clear();
+    return all;
+  }
+
   async reply(tag: number, timeoutMs = 5000): Promise<{ response: Buffer; fds: number[] }> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -54,16 +91,7 @@ export class LinkGuest {
       }
       if (this.eof) throw new Error('the host closed the link');
       if (Date.now() > deadline) throw new Error(`no reply to tag ${tag}`);
-      const n = native.recvmsg(this.fd, this.buf, 0, this.buf.length, this.out);
-      if (n === 0) this.eof = true;
-      else if (n < 0) await sleep(5);
-      else {
-        const fds = Array.from(this.out.subarray(2, 2 + this.out[0]));
-        this.replies.set(this.buf.readUInt32LE(0), {
-          response: Buffer.from(this.buf.subarray(8, n)),
-          fds,
-        });
-      }
+      if (this.receive() === 0 && !this.eof) await sleep(1);
     }
   }
 

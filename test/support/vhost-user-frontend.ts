@@ -119,10 +119,49 @@ export class TestFrontend {
   private availIdx = [0, 0];
   private usedSeen = [0, 0];
 
+  /** Where post() writes each queue's descriptors: in guest RAM, unless moved. */
+  private readonly descTables: Buffer[];
+  /** A second memory region holding a moved descriptor table. */
+  private extra: { fd: number; map: Buffer } | null = null;
+
   constructor(path: string) {
     this.sock = native.connectUnix(path);
     this.ramFd = native.memfdCreate('guest-ram', RAM_SIZE);
     this.ram = native.mmap(this.ramFd, 0, RAM_SIZE, true);
+    this.descTables = QUEUE_AT.map((at) => this.ram.subarray(at, at + 16 * QSIZE));
+  }
+
+  /**
+   * Moves queue `q`'s descriptor table into a second memory region (ADD_MEM_REG), as a VMM whose
+   * guest memory has several regions may lay it out: the queue is stopped (GET_VRING_BASE) and
+   * started again with the new address and a new kick eventfd. Returns the body of the
+   * REM_MEM_REG that takes that region away.
+   */
+  async moveDescriptorTable(q: number): Promise<Buffer> {
+    const size = 0x10000;
+    const fd = native.memfdCreate('guest-ram-2', size);
+    this.extra = { fd, map: native.mmap(fd, 0, size, true) };
+    const gpa = GPA + BigInt(RAM_SIZE);
+    const uaddr = UADDR + BigInt(RAM_SIZE);
+    const reg = Buffer.alloc(40);
+    reg.writeBigUInt64LE(gpa, 8);
+    reg.writeBigUInt64LE(BigInt(size), 16);
+    reg.writeBigUInt64LE(uaddr, 24);
+    expect(await this.acked(Req.ADD_MEM_REG, reg, [fd])).toBe(0n);
+    const base = (await this.request(Req.GET_VRING_BASE, state(q, 0))).readUInt32LE(4);
+    this.send(Req.SET_VRING_BASE, state(q, base));
+    const addr = Buffer.alloc(40);
+    addr.writeUInt32LE(q, 0);
+    addr.writeBigUInt64LE(uaddr, 8);
+    addr.writeBigUInt64LE(UADDR + BigInt(QUEUE_AT[q] + 0x800), 16);
+    addr.writeBigUInt64LE(UADDR + BigInt(QUEUE_AT[q] + 0x400), 24);
+    this.send(Req.SET_VRING_ADDR, addr);
+    native.close(this.kick[q]);
+    this.kick[q] = native.eventfd(0);
+    this.send(Req.SET_VRING_KICK, u64(q), [this.kick[q]]);
+    expect(await this.acked(Req.SET_VRING_ENABLE, state(q, 1))).toBe(0n);
+    this.descTables[q] = this.extra.map.subarray(0, 16 * QSIZE);
+    return reg;
   }
 
   send(req: number, body: Buffer, fds: number[] = [], flags: number = Flag.VERSION): void {
@@ -201,12 +240,13 @@ export class TestFrontend {
   /** Puts a raw descriptor chain on queue `q`'s available ring and kicks. */
   post(q: number, descs: { addr: bigint; len: number; write: boolean }[], head = 0): void {
     const base = QUEUE_AT[q];
+    const table = this.descTables[q];
     descs.forEach((d, i) => {
-      const at = base + 16 * ((head + i) % QSIZE);
-      this.ram.writeBigUInt64LE(d.addr, at);
-      this.ram.writeUInt32LE(d.len, at + 8);
-      this.ram.writeUInt16LE((i + 1 < descs.length ? 1 : 0) | (d.write ? 2 : 0), at + 12);
-      this.ram.writeUInt16LE((head + i + 1) % QSIZE, at + 14);
+      const at = 16 * ((head + i) % QSIZE);
+      table.writeBigUInt64LE(d.addr, at);
+      table.writeUInt32LE(d.len, at + 8);
+      table.writeUInt16LE((i + 1 < descs.length ? 1 : 0) | (d.write ? 2 : 0), at + 12);
+      table.writeUInt16LE((head + i + 1) % QSIZE, at + 14);
     });
     const avail = base + 0x400;
     this.ram.writeUInt16LE(head, avail + 4 + 2 * (this.availIdx[q] % QSIZE));
@@ -338,5 +378,9 @@ export class TestFrontend {
       if (fd >= 0) native.close(fd);
     }
     native.munmap(this.ram);
+    if (this.extra) {
+      native.munmap(this.extra.map);
+      native.close(this.extra.fd);
+    }
   }
 }
