@@ -21,15 +21,7 @@ import {
 } from './support/cross-domain.js';
 import { LinkGuest } from './support/link-guest.js';
 import { type Running, killAll, start, stop, waitFor } from './support/processes.js';
-import {
-  type WlEvent,
-  cdSend,
-  sleep,
-  submit,
-  wl,
-  wlEvents,
-  wlString,
-} from './support/virtgpu-commands.js';
+import { type WlEvent, cdSend, sleep, submit, wl, wlString } from './support/virtgpu-commands.js';
 import { TestFrontend, until } from './support/vhost-user-frontend.js';
 import { type HeadlessWeston, startHeadlessWeston } from './support/weston.js';
 
@@ -183,21 +175,9 @@ describe('tswl-host slows a guest whose compositor does not read (weston stopped
     try {
       await f.handshake();
       await f.context(1);
-      const events: WlEvent[] = [];
-      let rest = Buffer.alloc(0);
-      const pollUntil = async (done: () => boolean): Promise<void> => {
-        while (!done()) {
-          const m = await f.poll(1, 10000);
-          if (m.cmd !== 'receive') continue;
-          if (m.data.length === 0) throw new Error('the channel ended');
-          const split = wlEvents(Buffer.concat([rest, m.data]));
-          events.push(...split.events);
-          rest = Buffer.from(split.rest);
-        }
-      };
       expect(await f.type(f.sendCommand(1, Buffer.concat([wl(1, 1, 2), wl(1, 0, 3)])))).toBe(OK);
-      await pollUntil(() => events.some((e) => e.id === 3));
-      expect(await f.type(f.sendCommand(1, surfaceRequests(events)))).toBe(OK);
+      const globals = await f.pollUntil(1, (ev) => ev.some((e) => e.id === 3));
+      expect(await f.type(f.sendCommand(1, surfaceRequests(globals)))).toBe(OK);
       const idleRss = rss(pid);
 
       process.kill(w.weston.child.pid!, 'SIGSTOP');
@@ -241,11 +221,11 @@ describe('tswl-host slows a guest whose compositor does not read (weston stopped
         },
         60000,
       );
-      await pollUntil(() => callbacksInOrder(events) === SENDS);
+      const events = await f.pollUntil(1, (ev) => callbacksInOrder(ev) === SENDS);
       expect(events.find((e) => e.id === 1 && e.opcode === 0)).toBeUndefined();
       const last = FIRST_CALLBACK + SENDS;
       expect(await f.type(f.sendCommand(1, wl(1, 0, last)))).toBe(OK);
-      await pollUntil(() => events.some((e) => e.id === last && e.opcode === 0));
+      await f.pollUntil(1, (ev) => ev.some((e) => e.id === last && e.opcode === 0));
     } finally {
       process.kill(w.weston.child.pid!, 'SIGCONT');
       f.close();

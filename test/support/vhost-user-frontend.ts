@@ -14,6 +14,7 @@ import { VirtioGpuCmd, VirtioGpuResp } from '../../src/virtgpu/protocol.js';
 import {
   RING,
   type RingMessage,
+  type WlEvent,
   cdInit,
   cdPoll,
   cdSend,
@@ -23,6 +24,7 @@ import {
   resourceCmd,
   sleep,
   submit,
+  wlEvents,
 } from './virtgpu-commands.js';
 
 export const RAM_SIZE = 8 << 20;
@@ -371,6 +373,25 @@ export class TestFrontend {
     const r = await until('the poll to be answered', () => this.takeResponse(head), ms);
     expect(r.readUInt32LE(0)).toBe(VirtioGpuResp.OK_NODATA);
     return parseRing(this.channelRing(ctxId));
+  }
+
+  /** Polls ring 1 until `done` says the Wayland events seen so far are enough. */
+  async pollUntil(
+    ctxId: number,
+    done: (events: WlEvent[]) => boolean,
+    ms = 10000,
+  ): Promise<WlEvent[]> {
+    const events: WlEvent[] = [];
+    let pending = Buffer.alloc(0);
+    while (!done(events)) {
+      const m = await this.poll(ctxId, ms);
+      if (m.cmd !== 'receive') continue;
+      if (m.data.length === 0) throw new Error('the channel ended');
+      const split = wlEvents(Buffer.concat([pending, m.data]));
+      events.push(...split.events);
+      pending = Buffer.from(split.rest);
+    }
+    return events;
   }
 
   close(): void {
