@@ -280,6 +280,40 @@ describe('a VM that takes away the memory under its running queue (vhost-user)',
   });
 });
 
+describe('--guest-limit', () => {
+  test('changes a limit; an unknown name is refused', async () => {
+    const path = join(w.runtimeDir, 'tswl-link-limited');
+    const compositor = ['--wayland-sock', join(w.runtimeDir, 'wayland-0')];
+    const limited = start(
+      hostBin,
+      [...compositor, '--listen-local', path, '--guest-limit', 'contexts=2'],
+      w.env,
+    );
+    try {
+      await waitFor('the limited tswl-host to listen', () => existsSync(path));
+      const g = new LinkGuest(path);
+      try {
+        const created = [];
+        for (let ctx = 1; ctx <= 3; ctx++) created.push(await g.type(ctxCreate(ctx)));
+        expect(created).toEqual([OK, OK, VirtioGpuResp.ERR_OUT_OF_MEMORY]);
+      } finally {
+        g.close();
+      }
+    } finally {
+      await stop(limited);
+    }
+    const wrong = start(
+      hostBin,
+      [...compositor, '--listen-local', path, '--guest-limit', 'windows=3'],
+      w.env,
+    );
+    expect(await wrong.exited).toBe(1);
+    expect(wrong.output()).toMatch(
+      /unknown limit "windows" \(names: contexts, items, fds, fences, blobBytes, queuedBytes\)/,
+    );
+  });
+});
+
 /**
  * Posts `count` commands as fast as tswl-host takes them while taking its answers, as a guest
  * that queues work would, until `answers` came (more than `count` when earlier commands wait for
