@@ -880,7 +880,7 @@ describe('tswl-host over the local link, with weston', () => {
     expect(log).toMatch(/blob id 9999 is not an item of context 5/);
     expect(log).toMatch(/command 0xabc: unknown or unsupported command/);
     expect(log).toMatch(/a GUEST blob takes exactly one memfd with its command; 0 came/);
-    expect(log).toMatch(/1 fd\(s\) came with a command that took none/);
+    expect(log).toMatch(/1 fd\(s\) came with a command that did not take them/);
 
     // A broken envelope disconnects only that guest.
     const broken = new LinkGuest(linkPath);
