@@ -93,7 +93,7 @@ export const state = (index: number, num: number): Buffer => {
 
 /** A VMM and a guest driver in one: drives the back-end as QEMU and Linux's virtio-gpu would. */
 /** The body of ADD_MEM_REG / REM_MEM_REG for the one region of guest RAM. */
-export function ramRegion(): Buffer {
+function ramRegion(): Buffer {
   const reg = Buffer.alloc(40);
   reg.writeBigUInt64LE(GPA, 8);
   reg.writeBigUInt64LE(BigInt(RAM_SIZE), 16);
@@ -286,11 +286,6 @@ export class TestFrontend {
   private readonly returned = new Map<number, number>();
   private fenceId = 1n;
 
-  /** Control chains posted and not returned yet. */
-  get inFlight(): number {
-    return SLOTS - this.freeSlots.length - this.returned.size;
-  }
-
   /** Posts a control command in a free slot (its head), or null when every slot is taken. */
   tryStart(cmd: Buffer, respSize = 64): number | null {
     if (cmd.length > SLOT_COMMAND) throw new Error(`a ${cmd.length}-byte command`);
@@ -352,7 +347,7 @@ export class TestFrontend {
     return { query: this.ram.subarray(at, at + RING), channel: this.channelRing(ctxId) };
   }
 
-  channelRing(ctxId: number): Buffer {
+  private channelRing(ctxId: number): Buffer {
     const at = RINGS_AT + ctxId * 0x2000 + RING;
     return this.ram.subarray(at, at + RING);
   }
@@ -363,7 +358,7 @@ export class TestFrontend {
   }
 
   /** A POLL fenced on ring 1, posted; its chain returns once the host wrote a message for it. */
-  startPoll(ctxId: number): number | null {
+  private startPoll(ctxId: number): number | null {
     return this.tryStart(submit(ctxId, cdPoll(), { id: this.fenceId++, ring: 1 }));
   }
 

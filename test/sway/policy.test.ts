@@ -1,6 +1,7 @@
 // tswl-host decides what a VM may do, whatever the guest runs: a guest that writes raw Wayland
-// into its channel (no tswl-proxy in between) cannot bind a privileged global, and every window
-// of a VM carries the host's labels and sits in the VM's own security context.
+// into its channel (no tswl-proxy in between), on the local link or as a VM over vhost-user,
+// cannot bind a privileged global, and every window of a VM carries the host's labels and sits
+// in the VM's own security context.
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { join } from 'node:path';
