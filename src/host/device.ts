@@ -589,8 +589,11 @@ export class GpuDevice {
     this.log.info(`${this.options.name}: ${message}`);
   }
 
-  /** A refused command: a warning, until this guest has had its share of them. */
-  private warn(message: string): void {
+  /**
+   * A refused command (or what a transport refused of this guest): a warning, until this guest
+   * has had its share of them.
+   */
+  warn(message: string): void {
     this.warnings++;
     if (this.warnings <= MAX_WARNINGS) this.log.warn(`${this.options.name}: ${message}`);
     if (this.warnings === MAX_WARNINGS) {

@@ -204,7 +204,7 @@ export class LinkGuest {
         return this.close(null);
       }
       if (this.recvOut[1])
-        this.log.warn(`${this.name}: a packet carried more fds than fit; the rest were lost`);
+        this.device.warn('a packet carried more fds than fit; the rest were lost');
       if (n < LOCAL_LINK_ENVELOPE_SIZE || n > LOCAL_LINK_MAX_PACKET) {
         for (const fd of fds) closeQuietly(fd);
         return this.close(
@@ -219,8 +219,8 @@ export class LinkGuest {
         this.send(tag, reply),
       );
       if (memory.fds.length > 0) {
-        this.log.warn(
-          `${this.name}: ${memory.fds.length} fd(s) came with a command that took none; closed them`,
+        this.device.warn(
+          `${memory.fds.length} fd(s) came with a command that did not take them; closed them`,
         );
         for (const fd of memory.fds) closeQuietly(fd);
       }
