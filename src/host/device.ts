@@ -13,6 +13,7 @@ import {
   CROSS_DOMAIN_QUERY_RING,
   CTRL_HDR_SIZE,
   CTX_CREATE_SIZE,
+  CrossDomainCmd,
   CtrlHdr,
   GET_CAPSET_INFO_SIZE,
   GET_CAPSET_SIZE,
@@ -602,6 +603,25 @@ export class GpuDevice {
       this.info(message);
     }
   }
+}
+
+/**
+ * Whether a control command only waits for the host (a SUBMIT_3D of POLLs alone): such a command
+ * adds nothing to a guest's backlog, so it goes on while the guest's other commands are held back
+ * (a paste between two of its clients drains only through its polls).
+ */
+export function onlyPolls(cmd: Uint8Array): boolean {
+  if (cmd.length < SUBMIT_3D_SIZE + 8) return false;
+  const v = new DataView(cmd.buffer, cmd.byteOffset, cmd.byteLength);
+  if (v.getUint32(CtrlHdr.TYPE, true) !== VirtioGpuCmd.SUBMIT_3D) return false;
+  const end = SUBMIT_3D_SIZE + v.getUint32(24, true);
+  if (end > cmd.length) return false;
+  for (let pos = SUBMIT_3D_SIZE; pos < end;) {
+    const size = end - pos >= 8 ? v.getUint16(pos + 2, true) : 0;
+    if (cmd[pos] !== CrossDomainCmd.POLL || size < 8) return false;
+    pos += size;
+  }
+  return true;
 }
 
 function header(type: number, size = CTRL_HDR_SIZE): Buffer {

@@ -347,7 +347,7 @@ export class TestFrontend {
     return { query: this.ram.subarray(at, at + RING), channel: this.channelRing(ctxId) };
   }
 
-  private channelRing(ctxId: number): Buffer {
+  channelRing(ctxId: number): Buffer {
     const at = RINGS_AT + ctxId * 0x2000 + RING;
     return this.ram.subarray(at, at + RING);
   }
@@ -358,7 +358,7 @@ export class TestFrontend {
   }
 
   /** A POLL fenced on ring 1, posted; its chain returns once the host wrote a message for it. */
-  private startPoll(ctxId: number): number | null {
+  startPoll(ctxId: number): number | null {
     return this.tryStart(submit(ctxId, cdPoll(), { id: this.fenceId++, ring: 1 }));
   }
 
