@@ -718,6 +718,31 @@ describe('tswl-host over the local link, with weston', () => {
     expect(host.child.exitCode).toBeNull();
   });
 
+  it('answers an unfenced command that succeeds only when the envelope asks, and every failure', async () => {
+    const g = new LinkGuest(linkPath);
+    try {
+      await g.context(1);
+      const quiet = (cmd: Buffer, tag: number): void => {
+        const packet = Buffer.concat([Buffer.alloc(8), cmd]);
+        packet.writeUInt32LE(tag, 0); // flags 0: no LOCAL_LINK_WANT_REPLY
+        expect(native.sendmsg(g.fd, packet, 0, packet.length, [], 0)).toBe(packet.length);
+      };
+      quiet(submit(1, cdSend(wl(1, 0, 2))), 1000); // a wl_display.sync that goes through
+      quiet(resourceCmd(VirtioGpuCmd.RESOURCE_UNREF, 999), 1001); // no such resource
+      // a command that asks, after both: its reply shows the link has handled them
+      expect((await g.call(hdr(VirtioGpuCmd.GET_CAPSET_INFO, 32))).response.readUInt32LE(0)).toBe(
+        VirtioGpuResp.OK_CAPSET_INFO,
+      );
+      g.receive();
+      await expect(g.reply(1000, 200)).rejects.toThrow(/no reply to tag 1000/);
+      expect((await g.reply(1001)).response.readUInt32LE(0)).toBe(
+        VirtioGpuResp.ERR_INVALID_RESOURCE_ID,
+      );
+    } finally {
+      g.close();
+    }
+  });
+
   it('carries a Wayland exchange with weston through SEND and RECEIVE', async () => {
     const g = new LinkGuest(linkPath);
     try {

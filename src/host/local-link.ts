@@ -4,7 +4,14 @@
 
 import { writeSync } from 'node:fs';
 import * as native from '../native/index.js';
-import { LOCAL_LINK_ENVELOPE_SIZE, LOCAL_LINK_MAX_PACKET } from '../virtgpu/protocol.js';
+import {
+  CTRL_HDR_SIZE,
+  CtrlHdr,
+  LOCAL_LINK_ENVELOPE_SIZE,
+  LOCAL_LINK_MAX_PACKET,
+  LOCAL_LINK_WANT_REPLY,
+  VirtioGpuResp,
+} from '../virtgpu/protocol.js';
 import { BACKLOG_PAUSE, type GuestLimits } from './budget.js';
 import { GpuDevice, type Reply, onlyPolls } from './device.js';
 import { type DeviceLog, errorMessage } from './errors.js';
@@ -241,10 +248,19 @@ export class LinkGuest {
   /** Runs one packet's command; its answer goes out now or when its fence signals. */
   private handle(packet: Buffer, fds: number[]): void {
     const tag = packet.readUInt32LE(0);
+    const wanted = (packet.readUInt32LE(4) & LOCAL_LINK_WANT_REPLY) !== 0;
+    const command = packet.subarray(LOCAL_LINK_ENVELOPE_SIZE);
+    const fenced =
+      command.length >= CTRL_HDR_SIZE && (command.readUInt32LE(CtrlHdr.FLAGS) & 1) !== 0;
     const memory = new PacketMemory(fds);
-    this.device.handleCommand(packet.subarray(LOCAL_LINK_ENVELOPE_SIZE), memory, (reply) =>
-      this.send(tag, reply),
-    );
+    this.device.handleCommand(command, memory, (reply) => {
+      // an unfenced success the guest did not ask about is left unanswered (protocol.ts)
+      if (!wanted && !fenced && reply.response.readUInt32LE(0) < VirtioGpuResp.ERR_UNSPEC) {
+        if (reply.map) closeQuietly(reply.map.fd);
+        return;
+      }
+      this.send(tag, reply);
+    });
     if (memory.fds.length > 0) {
       this.device.warn(
         `${memory.fds.length} fd(s) came with a command that did not take them; closed them`,

@@ -4,6 +4,7 @@
 import { readdirSync } from 'node:fs';
 import { expect } from 'vitest';
 import * as native from '../../src/native/index.js';
+import { LOCAL_LINK_WANT_REPLY } from '../../src/virtgpu/protocol.js';
 import { VirtioGpuCmd, VirtioGpuResp } from '../../src/virtgpu/protocol.js';
 import {
   type Fence,
@@ -20,7 +21,8 @@ import {
   wlEvents,
 } from './virtgpu-commands.js';
 
-/** A test guest: speaks the local-link envelope; replies are matched by tag. */
+/** A test guest: speaks the local-link envelope; replies are matched by tag (it asks for one for
+ * every command, LOCAL_LINK_WANT_REPLY, to know each was taken). */
 export class LinkGuest {
   readonly fd: number;
   private tag = 1;
@@ -40,6 +42,7 @@ export class LinkGuest {
     const tag = this.tag++;
     const packet = Buffer.concat([Buffer.alloc(8), cmd]);
     packet.writeUInt32LE(tag, 0);
+    packet.writeUInt32LE(LOCAL_LINK_WANT_REPLY, 4);
     expect(native.sendmsg(this.fd, packet, 0, packet.length, fds, fds.length)).toBe(packet.length);
     return tag;
   }
@@ -48,6 +51,7 @@ export class LinkGuest {
   tryPost(cmd: Buffer, fds: number[] = []): number | null {
     const packet = Buffer.concat([Buffer.alloc(8), cmd]);
     packet.writeUInt32LE(this.tag, 0);
+    packet.writeUInt32LE(LOCAL_LINK_WANT_REPLY, 4);
     const n = native.sendmsg(this.fd, packet, 0, packet.length, fds, fds.length);
     if (n < 0) return null;
     expect(n).toBe(packet.length);
