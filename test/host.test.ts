@@ -6,7 +6,7 @@
 //     link envelope over SOCK_SEQPACKET, including misbehaving ones and an fd-leak check; and
 //     against weston's x11 backend under Xvfb, whose seat sends a real keymap fd.
 
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, ftruncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -830,6 +830,25 @@ describe('tswl-host over the local link, with weston', () => {
       expect(after.some((e) => e.id === 4 && e.opcode === 0)).toBe(true); // wl_shm.format
     } finally {
       g.close();
+    }
+  });
+
+  it('a guest that truncates its ring file under the host fails its own context only', async () => {
+    const g = new LinkGuest(linkPath);
+    const other = new LinkGuest(linkPath);
+    try {
+      await g.context(1);
+      await other.context(1);
+      ftruncateSync(g.memfdOf(10), 0); // the query ring
+      expect(await g.query(1, cdImageReqs(10, 10, XR24))).toBe(VirtioGpuResp.ERR_UNSPEC);
+      await waitFor('the reason', () =>
+        /cannot write the query ring: the guest memory file was truncated/.test(host.output()),
+      );
+      expect(await other.query(1, cdImageReqs(10, 10, XR24))).toBe(VirtioGpuResp.OK_NODATA);
+      expect(host.child.exitCode).toBeNull();
+    } finally {
+      g.close();
+      other.close();
     }
   });
 

@@ -2,7 +2,6 @@
 // virtqueue (the envelope is documented in src/virtgpu/protocol.ts). One connection is one
 // guest with its own GpuDevice. This file only moves packets; the device does the rest.
 
-import { writeSync } from 'node:fs';
 import * as native from '../native/index.js';
 import {
   CTRL_HDR_SIZE,
@@ -34,15 +33,17 @@ const MAX_PARKED = 256;
 
 /**
  * A GUEST blob's memory on the local link: the memfd that came with RESOURCE_CREATE_BLOB, its
- * entries addressing that file (addr = offset). The host writes with pwrite rather than through
- * a mapping: the guest may truncate its file at any time, and a write past the end then grows
- * the file instead of raising SIGBUS in the host.
+ * entries addressing that file (addr = offset), written through a mapping of the file. The guest
+ * may truncate its file at any time: the addon's copy catches the fault of a write past its end,
+ * and the write then fails instead of the host.
  */
 class MemfdBacking implements GuestBacking {
   readonly entryLengths: number[];
+  private map: Buffer | null = null;
 
   constructor(
     private fd: number,
+    private readonly size: number,
     private readonly offsets: number[],
     lengths: number[],
     private readonly ledger: FdLedger,
@@ -52,21 +53,36 @@ class MemfdBacking implements GuestBacking {
 
   write(entry: number, offset: number, src: Uint8Array, start: number, end: number): void {
     if (this.fd < 0) throw new Error('the blob is gone');
-    let position = this.offsets[entry] + offset;
-    while (start < end) {
-      const n = writeSync(this.fd, src, start, end - start, position);
-      if (n <= 0) throw new Error('the guest memory file takes no more bytes');
-      start += n;
-      position += n;
-    }
+    this.map ??= native.mmap(this.fd, 0, this.size, true);
+    const at = this.offsets[entry] + offset;
+    const n = end - start;
+    if (n === 0) return;
+    oneRow[2] = n;
+    const copied = native.copyRects(
+      this.map.subarray(at, at + n),
+      n,
+      Buffer.from(src.buffer, src.byteOffset + start, n),
+      n,
+      oneRow,
+      1,
+      1,
+      n,
+      1,
+    );
+    if (copied < 0) throw new Error('the guest memory file was truncated under its blob');
   }
 
   release(): void {
     if (this.fd < 0) return;
+    if (this.map) native.munmap(this.map);
+    this.map = null;
     this.ledger.close(this.fd);
     this.fd = -1;
   }
 }
+
+/** One rectangle a row high (x, y, width, height): a plain copy through the guarded copier. */
+const oneRow = new Int32Array([0, 0, 0, 1]);
 
 /** The fds that came with one packet; RESOURCE_CREATE_BLOB (GUEST) takes its memfd from here. */
 class PacketMemory implements GuestMemory {
@@ -97,7 +113,7 @@ class PacketMemory implements GuestMemory {
     if (!ledger.hasRoom()) throw new Error('the guest holds too many fds');
     ledger.take(fd);
     this.fds = [];
-    return new MemfdBacking(fd, offsets, lengths, ledger);
+    return new MemfdBacking(fd, kind.size, offsets, lengths, ledger);
   }
 }
 

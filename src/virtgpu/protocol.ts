@@ -104,7 +104,8 @@ export const CROSS_DOMAIN_IMAGE_REQUIREMENTS_SIZE = 64;
  * descriptor, so replies may come out of order; the tag matches them.
  * The guest never blocks the link: ring-1 POLLs stay pending while other commands are answered.
  * Host rules (tswl-host, no change to the above): a GUEST blob's memfd must be open read-write
- * and hold every mem entry (the host writes the rings with pwrite, never through a mapping); fds
+ * and hold every mem entry (the host writes the rings through a mapping, guarded: a guest that
+ * truncates the file fails its own writes, never the host); fds
  * riding on any other command are closed unused; a packet shorter than the envelope or longer
  * than LOCAL_LINK_MAX_PACKET ends the connection, and so does the guest closing it, which
  * releases everything that guest had. While replies wait for room on the socket, the host reads

@@ -125,6 +125,11 @@ export class LinkGuest {
     return mem;
   }
 
+  /** The memfd behind the ring of resource `resId`, as the guest holds it. */
+  memfdOf(resId: number): number {
+    return this.maps.get(resId)!.fd;
+  }
+
   /** CTX_CREATE, both rings, INIT with a Wayland channel. */
   async context(ctxId: number): Promise<{ query: Buffer; channel: Buffer }> {
     expect(await this.type(ctxCreate(ctxId))).toBe(VirtioGpuResp.OK_NODATA);
