@@ -281,6 +281,43 @@ describe('shadow buffers', () => {
     native.close(memfd);
   });
 
+  test('thousands of damage requests before a commit are kept as a few rectangles, and the frame still arrives whole', async () => {
+    const W = 256;
+    const H = 64;
+    const { c, pixels, buffers, surface, stride, memfd } = await shmClient(W, H);
+    for (let row = 0; row < H; row++) pixels.fill(row + 1, row * stride, (row + 1) * stride);
+    // host buffers that have all seen this picture, so the next commit copies only damage
+    for (let n = 0; n < 8; n++) {
+      if (n === 0) c.attach(surface, buffers[0]).damage(surface, 0, 0, W, H);
+      else c.attach(surface, buffers[0]).damage(surface, W - 1, H - 1, 1, 1);
+      c.commit(surface);
+      await c.roundtrip();
+    }
+    commits.length = 0;
+    // every pixel damaged on its own, half as buffer damage and half as surface damage: 16384
+    // requests, one commit
+    for (let y = 0; y < H; y++) {
+      for (let x = 0; x < W; x++) c.damage(surface, x, y, 1, 1, y % 2 === 0);
+      await c.roundtrip();
+    }
+    await c.roundtrip();
+    const s = relayOf().clientIds.get(surface)!.state as SurfaceShadow;
+    const pending = s as unknown as { surfaceDamage: number[]; bufferDamage: number[] };
+    expect(pending.surfaceDamage.length / 4).toBeLessThanOrEqual(16);
+    expect(pending.bufferDamage.length / 4).toBeLessThanOrEqual(16);
+    for (let row = 0; row < H; row++) pixels.fill(0x80 + row, row * stride, (row + 1) * stride);
+    c.attach(surface, buffers[0]).commit(surface);
+    await c.roundtrip();
+    expect(c.errors()).toEqual([]);
+    expect(commits).toHaveLength(1);
+    expect(commits[0].matches).toBe(true);
+    // the bounds of each kind: two rectangles, each about the frame
+    expect(commits[0].copied).toBeLessThanOrEqual(2 * stride * H);
+    c.close();
+    native.close(memfd);
+    native.munmap(pixels);
+  });
+
   test('when the client resizes, host buffers of the old size go once the host lets them go', async () => {
     const c = new ShmClient(`${weston.runtimeDir}/wayland-1`);
     const { compositor, shm } = await c.setup();

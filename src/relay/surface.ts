@@ -31,6 +31,8 @@ const HOST_BUFFERS = 3;
 /** More, for a compositor that keeps them all longer than WAIT_MS; then the oldest is dropped. */
 const MAX_HOST_BUFFERS = 6;
 const WAIT_MS = 100;
+/** Damage requests kept per commit; more are merged into their bounds (as the Damage does later). */
+const MAX_DAMAGE_REQUESTS = 16;
 /** How long a small commit waits for a host buffer that missed fewer frames than a free one. */
 const FRESHER_WAIT_MS = 4;
 
@@ -91,7 +93,24 @@ export class SurfaceShadow implements Disposable {
   }
 
   damage(x: number, y: number, w: number, h: number, buffer: boolean): void {
-    (buffer ? this.bufferDamage : this.surfaceDamage).push(x, y, w, h);
+    const list = buffer ? this.bufferDamage : this.surfaceDamage;
+    if (list.length < MAX_DAMAGE_REQUESTS * 4) {
+      list.push(x, y, w, h);
+      return;
+    }
+    // a client damaging in many small pieces (or without end, before any commit): their bounds
+    let x0 = Math.min(x, list[0]);
+    let y0 = Math.min(y, list[1]);
+    let x1 = Math.max(x + w, list[0] + list[2]);
+    let y1 = Math.max(y + h, list[1] + list[3]);
+    for (let i = 4; i < list.length; i += 4) {
+      x0 = Math.min(x0, list[i]);
+      y0 = Math.min(y0, list[i + 1]);
+      x1 = Math.max(x1, list[i] + list[i + 2]);
+      y1 = Math.max(y1, list[i + 1] + list[i + 3]);
+    }
+    list.length = 0;
+    list.push(x0, y0, x1 - x0, y1 - y0);
   }
 
   setScale(scale: number): void {
