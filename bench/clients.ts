@@ -18,6 +18,7 @@ export const CLIENTS = [
   'idle',
   'memcpy',
   'sockprobe',
+  'relay',
 ] as const;
 export type ClientName = (typeof CLIENTS)[number];
 

@@ -27,6 +27,8 @@ export interface Step {
   readonly listens: string;
   /** A Node program: `--cpu-prof DIR` profiles it. */
   readonly node?: boolean;
+  /** tswl-proxy's control FIFO and the file its `stats` reports go to (bytes copied). */
+  readonly stats?: { readonly fifo: string; readonly file: string };
 }
 
 export interface Config {
@@ -49,6 +51,17 @@ async function helpText(command: string): Promise<string> {
   }
 }
 
+/** One minimal C relay listening in the run's folder and relaying to `upstream`. */
+function relayStep(ctx: Context, name: string, upstream: string): Step {
+  const socket = join(ctx.runtimeDir, `${name.replace(/\W+/g, '-')}-${ctx.instance}`);
+  return {
+    name,
+    command: join(ctx.root, 'bench/build/bin/relay'),
+    args: [socket, upstream],
+    listens: socket,
+  };
+}
+
 function proxyBuilt(root: string): string | null {
   return existsSync(join(root, 'dist/cli/tswl-proxy-main.js'))
     ? null
@@ -61,6 +74,21 @@ export const CONFIGS: Config[] = [
     title: 'direct',
     unavailable: async () => null,
     steps: () => [],
+  },
+  {
+    id: 'floor',
+    title: 'a minimal C relay (bench/clients/relay.c): the floor of any relaying process here',
+    unavailable: async () => null,
+    steps: (ctx) => [relayStep(ctx, 'floor', ctx.compositorPath)],
+  },
+  {
+    id: 'floor-2hop',
+    title: 'two minimal C relays in a row: the floor of any path through two processes',
+    unavailable: async () => null,
+    steps: (ctx) => {
+      const first = relayStep(ctx, 'floor hop 1', ctx.compositorPath);
+      return [first, relayStep(ctx, 'floor hop 2', first.listens)];
+    },
   },
   {
     id: 'tswl-proxy',
@@ -105,9 +133,17 @@ export const CONFIGS: Config[] = [
         {
           name: 'tswl-proxy',
           command: join(ctx.root, 'bin/tswl-proxy'),
-          args: ['--virtio-gpu-device', link, '--wayland-display', socket],
+          args: [
+            '--virtio-gpu-device',
+            link,
+            '--wayland-display',
+            socket,
+            '--log-ring-path',
+            `${socket}.log`,
+          ],
           listens: socket,
           node: true,
+          stats: { fifo: `${socket}-ctl`, file: `${socket}.log` },
         },
       ];
     },

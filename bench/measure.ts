@@ -1,7 +1,7 @@
 // Measuring one configuration: starting its processes (start-up time), memory and fds with idle
 // clients, and the load generators.
 
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type ClientName, type ClientResult, runClient } from './clients.js';
 import type { Config, Context } from './configs.js';
@@ -61,6 +61,8 @@ function record(samples: Samples, key: string, value: number | string | undefine
 export interface Instance {
   /** The socket applications connect to. */
   readonly display: string;
+  /** Where tswl-proxy reports its counters, when a step is one that copies. */
+  readonly stats?: { readonly fifo: string; readonly file: string };
   readonly procs: Proc[];
   /** Milliseconds from spawning each step to its socket accepting, in order. */
   readonly stepMs: number[];
@@ -70,6 +72,21 @@ export interface Instance {
 }
 
 let instances = 0;
+
+/** The last two "bytes copied" counts tswl-proxy reported (the client's two marks). */
+async function copiedBytesMarks(file: string): Promise<[number, number]> {
+  const deadline = performance.now() + 5000;
+  let seen: number[] = [];
+  for (;;) {
+    const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+    seen = [...text.matchAll(/^bytes copied into host memory: (\d+)$/gm)].map((m) => Number(m[1]));
+    // each frames run adds two reports; a run's second one may still be on its way
+    if (seen.length >= 2 && seen.length % 2 === 0) break;
+    if (performance.now() > deadline) throw new Error(`tswl-proxy reported no stats in ${file}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return [seen[seen.length - 2], seen[seen.length - 1]];
+}
 
 export async function startInstance(config: Config, e: Env): Promise<Instance> {
   const ctx: Context = {
@@ -102,6 +119,7 @@ export async function startInstance(config: Config, e: Env): Promise<Instance> {
   }
   return {
     display: steps.length > 0 ? steps[steps.length - 1].listens : e.compositorPath,
+    stats: steps.find((s) => s.stats)?.stats,
     procs,
     stepMs,
     stop: stopAll,
@@ -192,6 +210,7 @@ export async function runLoads(inst: Instance, e: Env, samples: Samples): Promis
   const s = e.sizes;
   const env: NodeJS.ProcessEnv = { ...e.env, WAYLAND_DISPLAY: inst.display };
   if (inst.procs.length > 0) env.BENCH_PROXY_PIDS = inst.procs.map((p) => p.pid).join(',');
+  if (inst.stats) env.BENCH_PROXY_CTL = inst.stats.fifo;
   const roots = inst.procs.map((p) => p.pid);
   const client = async (name: ClientName, args: (string | number)[]): Promise<ClientResult> => {
     let result: ClientResult;
@@ -229,6 +248,11 @@ export async function runLoads(inst: Instance, e: Env, samples: Samples): Promis
         const count = s.frames[size.name][mode];
         const f = await client('frames', [size.width, size.height, count, mode, damage]);
         const key = frameKey(size.name, mode, damage);
+        if (inst.stats) {
+          // the client asked the proxy for its counters as it started and ended measuring
+          const copied = await copiedBytesMarks(inst.stats.file);
+          record(samples, `copied_${key}`, (copied[1] - copied[0]) / count / 1e6);
+        }
         record(samples, key, f.commit_ms);
         record(samples, `cpu_${key}`, f.proxy_cpu_ms);
         record(samples, `draw_${key}`, f.draw_ms);
@@ -272,6 +296,11 @@ export async function measureConfig(
       live.checkAlive();
     }
     await runLoads(live, e, samples);
+    if (first && live.procs.length > 0) {
+      // what the loads left behind (connects and disconnects among them)
+      const m = await measureMemory(live, e);
+      record(samples, 'rss_after', m.one.rssMB);
+    }
     return memory;
   } finally {
     if (inst) await inst.stop();

@@ -11,7 +11,15 @@ import { promisify } from 'node:util';
 import { Command } from 'commander';
 import { buildClients, runClient } from './clients.js';
 import { CONFIGS, type Config } from './configs.js';
-import { type Column, FIGURES, type Values, median, readOffs, renderTable } from './figures.js';
+import {
+  type Column,
+  FIGURES,
+  type Reference,
+  type Values,
+  median,
+  readOffs,
+  renderTable,
+} from './figures.js';
 import {
   type Env,
   type MemorySnapshot,
@@ -163,7 +171,12 @@ async function main(): Promise<void> {
       sizes,
     };
     const copy = await runClient(bin, 'memcpy', [1920, 1080, sizes.memcpyReps], env, 60000);
-    const reference = { memcpyColdMs: copy.cold_ms as number, memcpyHotMs: copy.hot_ms as number };
+    const copy4k = await runClient(bin, 'memcpy', [3840, 2160, sizes.memcpyReps / 4], env, 60000);
+    const reference: Reference = {
+      memcpyColdMs: copy.cold_ms as number,
+      memcpyHotMs: copy.hot_ms as number,
+      memcpy4KColdMs: copy4k.cold_ms as number,
+    };
 
     for (let rep = 0; rep < sizes.repeat; rep++) {
       for (const c of configs) {
@@ -196,7 +209,8 @@ async function main(): Promise<void> {
     say(
       `reference: one memcpy of a 1920×1080 XRGB8888 frame (8.3 MB): ` +
         `${reference.memcpyColdMs.toFixed(3)} ms out of cache, ` +
-        `${reference.memcpyHotMs.toFixed(3)} ms cache-hot`,
+        `${reference.memcpyHotMs.toFixed(3)} ms cache-hot; of a 3840×2160 one (33 MB): ` +
+        `${reference.memcpy4KColdMs.toFixed(3)} ms out of cache`,
     );
     say(
       executable

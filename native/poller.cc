@@ -64,8 +64,11 @@ Napi::Value Poller::Update(const Napi::CallbackInfo& info) {
     return {};
   }
   events &= UV_READABLE | UV_WRITABLE;
+  // the relay asks for what it wants after every message; only changes reach the kernel
+  if (events == events_) return {};
   if (events == 0) {
     uv_poll_stop(handle_);
+    events_ = 0;
     SetActive(false);
     return {};
   }
@@ -79,6 +82,7 @@ Napi::Value Poller::Update(const Napi::CallbackInfo& info) {
     ThrowErrno(env, -r, "uv_poll_start");
     return {};
   }
+  events_ = static_cast<int>(events);
   SetActive(true);
   return {};
 }
@@ -102,6 +106,7 @@ void Poller::SetActive(bool active) {
 
 void Poller::CloseHandle() {
   if (!handle_) return;
+  events_ = 0;
   SetActive(false);
   handle_->data = nullptr;
   uv_close(reinterpret_cast<uv_handle_t*>(handle_),
@@ -128,6 +133,7 @@ void Poller::OnPoll(uv_poll_t* handle, int status, int events) {
     }
     error = Napi::String::New(env, ErrnoName(err));
     events = 0;
+    self->events_ = 0;
     self->SetActive(false);
   }
   napi_value args[] = {

@@ -27,6 +27,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
   int fd_ = -1;
   uv_poll_t* handle_ = nullptr;  // null once closed
   bool active_ = false;          // polling, and holding a reference to the JS object
+  int events_ = 0;               // what it polls for now: an update to the same costs nothing
   bool inCallback_ = false;
   Napi::FunctionReference callback_;  // weak; the JS object's `callback` property holds it
   std::unique_ptr<Napi::AsyncContext> context_;

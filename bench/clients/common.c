@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -206,6 +207,21 @@ static int read_proc_times(int pid, struct proc_times *out)
 	out->children = (double)(cutime + cstime) * tick;
 	out->own_ticks = (double)(utime + stime) * tick;
 	return 0;
+}
+
+void proxy_stats_mark(void)
+{
+	const char *path = getenv("BENCH_PROXY_CTL");
+	if (!path || !*path)
+		return;
+	int fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		die("cannot open the proxy's control FIFO %s: %s", path, strerror(errno));
+	if (write(fd, "stats\n", 6) != 6)
+		die("cannot write to %s: %s", path, strerror(errno));
+	close(fd);
+	/* the proxy answers from its event loop: let it, before the next request arrives */
+	usleep(20000);
 }
 
 double proxy_cpu_seconds(void)

@@ -46,6 +46,10 @@ void dispatch_blocking(struct wl_display *display);
  * connected, so per-connection processes (waypipe forks one per client) are included. */
 double proxy_cpu_seconds(void);
 
+/* Asks the proxy for its counters (bytes copied into host memory): writes "stats" to the control
+ * FIFO named by BENCH_PROXY_CTL, when set; the proxy appends the report to its log file. */
+void proxy_stats_mark(void);
+
 /* argv[i] as a positive number, or die naming the argument. */
 long positive_arg(int argc, char **argv, int i, const char *name);
 

@@ -143,16 +143,19 @@ int main(int argc, char **argv)
 	create_buffers(&g, w, h);
 
 	double drawing = 0, cpu0 = 0, start = 0;
-	long warmup = 2 * NBUF; /* first sight of every buffer is a full copy for some proxies */
+	/* First sight of every buffer is a full copy for some proxies: the first frames are damaged
+	 * whole; then frames as measured, until a proxy's buffers have caught up with those. */
+	long whole = 2 * NBUF, warmup = 4 * NBUF;
 	for (long f = 0; f < warmup + count; f++) {
 		if (f == warmup) {
 			roundtrip(g.display);
+			proxy_stats_mark();
 			cpu0 = proxy_cpu_seconds();
 			start = now();
 			drawing = 0;
 		}
 		struct buffer *b = free_buffer(g.display);
-		bool full = f < warmup || damage == 100;
+		bool full = f < whole || damage == 100;
 		int x = full ? 0 : (int)((f * 97) % (w - dw + 1));
 		int y = full ? 0 : (int)((f * 53) % (h - dh + 1));
 		double t = now();
@@ -177,6 +180,7 @@ int main(int argc, char **argv)
 	roundtrip(g.display);
 	double total = now() - start;
 	double cpu1 = proxy_cpu_seconds();
+	proxy_stats_mark();
 
 	printf("{\"width\": %d, \"height\": %d, \"mode\": \"%s\", \"damage_percent\": %ld, "
 	       "\"commits\": %ld, \"seconds\": %.6f, \"commit_ms\": %.4f, \"draw_ms\": %.4f, "

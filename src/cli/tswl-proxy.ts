@@ -158,7 +158,7 @@ the proxy's connections to clients and to the host compositor.
 
 Control: while running, the FIFO <socket>-ctl (e.g. $XDG_RUNTIME_DIR/wayland-1-ctl) takes
   dump-log   append the log ring to the --log-ring-path file
-  stats      append counts of clients, objects, bytes and fds relayed
+  stats      append counts of clients, objects, bytes and fds relayed, bytes copied
 
 X11: with --x-display N, X clients connect to /tmp/.X11-unix/XN (and the abstract socket of that
 name); the first one starts Xwayland, whose windows become toplevels and popups on the host, and
@@ -376,7 +376,8 @@ function runControlCommand(command: string, log: Log, server: ProxyServer): void
         'stats',
         `clients: ${s.clients}\nobjects: ${s.objects}\n` +
           `bytes client->host: ${s.bytesToHost}\nbytes host->client: ${s.bytesToClients}\n` +
-          `fds client->host: ${s.fdsToHost}\nfds host->client: ${s.fdsToClients}\n`,
+          `fds client->host: ${s.fdsToHost}\nfds host->client: ${s.fdsToClients}\n` +
+          `bytes copied into host memory: ${native.copiedBytes()}\n`,
       );
       return;
     }

@@ -2,11 +2,17 @@
 // virtqueue (the envelope is documented in src/virtgpu/protocol.ts). One connection is one
 // guest with its own GpuDevice. This file only moves packets; the device does the rest.
 
-import { writeSync } from 'node:fs';
 import * as native from '../native/index.js';
-import { LOCAL_LINK_ENVELOPE_SIZE, LOCAL_LINK_MAX_PACKET } from '../virtgpu/protocol.js';
+import {
+  CTRL_HDR_SIZE,
+  CtrlHdr,
+  LOCAL_LINK_ENVELOPE_SIZE,
+  LOCAL_LINK_MAX_PACKET,
+  LOCAL_LINK_WANT_REPLY,
+  VirtioGpuResp,
+} from '../virtgpu/protocol.js';
 import { BACKLOG_PAUSE, type GuestLimits } from './budget.js';
-import { GpuDevice, type Reply } from './device.js';
+import { GpuDevice, type Reply, onlyPolls } from './device.js';
 import { type DeviceLog, errorMessage } from './errors.js';
 import { type FdLedger, closeQuietly } from './fds.js';
 import type { GuestBacking, GuestMemory, MemEntry } from './guest-memory.js';
@@ -22,18 +28,22 @@ export interface LocalLinkOptions {
 
 /** Packets handled per readiness callback, so that one busy guest cannot starve the others. */
 const PACKETS_PER_TURN = 64;
+/** Packets held back while a guest is paused, before its socket is left to fill. */
+const MAX_PARKED = 256;
 
 /**
  * A GUEST blob's memory on the local link: the memfd that came with RESOURCE_CREATE_BLOB, its
- * entries addressing that file (addr = offset). The host writes with pwrite rather than through
- * a mapping: the guest may truncate its file at any time, and a write past the end then grows
- * the file instead of raising SIGBUS in the host.
+ * entries addressing that file (addr = offset), written through a mapping of the file. The guest
+ * may truncate its file at any time: the addon's copy catches the fault of a write past its end,
+ * and the write then fails instead of the host.
  */
 class MemfdBacking implements GuestBacking {
   readonly entryLengths: number[];
+  private map: Buffer | null = null;
 
   constructor(
     private fd: number,
+    private readonly size: number,
     private readonly offsets: number[],
     lengths: number[],
     private readonly ledger: FdLedger,
@@ -43,21 +53,36 @@ class MemfdBacking implements GuestBacking {
 
   write(entry: number, offset: number, src: Uint8Array, start: number, end: number): void {
     if (this.fd < 0) throw new Error('the blob is gone');
-    let position = this.offsets[entry] + offset;
-    while (start < end) {
-      const n = writeSync(this.fd, src, start, end - start, position);
-      if (n <= 0) throw new Error('the guest memory file takes no more bytes');
-      start += n;
-      position += n;
-    }
+    this.map ??= native.mmap(this.fd, 0, this.size, true);
+    const at = this.offsets[entry] + offset;
+    const n = end - start;
+    if (n === 0) return;
+    oneRow[2] = n;
+    const copied = native.copyRects(
+      this.map.subarray(at, at + n),
+      n,
+      Buffer.from(src.buffer, src.byteOffset + start, n),
+      n,
+      oneRow,
+      1,
+      1,
+      n,
+      1,
+    );
+    if (copied < 0) throw new Error('the guest memory file was truncated under its blob');
   }
 
   release(): void {
     if (this.fd < 0) return;
+    if (this.map) native.munmap(this.map);
+    this.map = null;
     this.ledger.close(this.fd);
     this.fd = -1;
   }
 }
+
+/** One rectangle a row high (x, y, width, height): a plain copy through the guarded copier. */
+const oneRow = new Int32Array([0, 0, 0, 1]);
 
 /** The fds that came with one packet; RESOURCE_CREATE_BLOB (GUEST) takes its memfd from here. */
 class PacketMemory implements GuestMemory {
@@ -88,7 +113,7 @@ class PacketMemory implements GuestMemory {
     if (!ledger.hasRoom()) throw new Error('the guest holds too many fds');
     ledger.take(fd);
     this.fds = [];
-    return new MemfdBacking(fd, offsets, lengths, ledger);
+    return new MemfdBacking(fd, kind.size, offsets, lengths, ledger);
   }
 }
 
@@ -106,6 +131,8 @@ export class LinkGuest {
   private readonly outQueue: Outgoing[] = [];
   private closing = false;
   private resumeScheduled = false;
+  /** Packets held back while the guest's backlog is paused, in order, with their fds. */
+  private readonly parked: { packet: Buffer; fds: number[] }[] = [];
   closed = false;
 
   constructor(
@@ -141,8 +168,9 @@ export class LinkGuest {
     if (reason) this.log.warn(`${this.name}: ${reason}; disconnecting it`);
     this.device.destroy();
     this.poller.close();
-    for (const o of this.outQueue) for (const fd of o.fds) closeQuietly(fd);
+    for (const o of [...this.outQueue, ...this.parked]) for (const fd of o.fds) closeQuietly(fd);
     this.outQueue.length = 0;
+    this.parked.length = 0;
     closeQuietly(this.fd);
     if (this.log.verbose) this.log.info(`${this.name}: disconnected, everything it had released`);
     this.onClosed(this);
@@ -181,8 +209,16 @@ export class LinkGuest {
 
   private readPackets(): void {
     for (let i = 0; i < PACKETS_PER_TURN && !this.closing && this.outQueue.length === 0; i++) {
-      if (this.device.backlog >= BACKLOG_PAUSE) {
-        // back-pressure: the guest's sends wait in its socket until the compositor reads
+      // back-pressure: while the compositor (or a clipboard reader) lags, the guest's commands
+      // are held back in order (then wait in its socket); its polls go on, since a backlog may
+      // drain only through them
+      const paused = this.device.backlog >= BACKLOG_PAUSE;
+      if (!paused && this.parked.length > 0) {
+        const p = this.parked.shift()!;
+        this.handle(p.packet, p.fds);
+        continue;
+      }
+      if (paused && this.parked.length >= MAX_PARKED) {
         this.poller.update(0);
         return;
       }
@@ -204,7 +240,7 @@ export class LinkGuest {
         return this.close(null);
       }
       if (this.recvOut[1])
-        this.log.warn(`${this.name}: a packet carried more fds than fit; the rest were lost`);
+        this.device.warn('a packet carried more fds than fit; the rest were lost');
       if (n < LOCAL_LINK_ENVELOPE_SIZE || n > LOCAL_LINK_MAX_PACKET) {
         for (const fd of fds) closeQuietly(fd);
         return this.close(
@@ -213,17 +249,39 @@ export class LinkGuest {
             : `a packet over ${LOCAL_LINK_MAX_PACKET} bytes`,
         );
       }
-      const tag = this.inBuf.readUInt32LE(0);
-      const memory = new PacketMemory(fds);
-      this.device.handleCommand(this.inBuf.subarray(LOCAL_LINK_ENVELOPE_SIZE, n), memory, (reply) =>
-        this.send(tag, reply),
-      );
-      if (memory.fds.length > 0) {
-        this.log.warn(
-          `${this.name}: ${memory.fds.length} fd(s) came with a command that took none; closed them`,
-        );
-        for (const fd of memory.fds) closeQuietly(fd);
+      const packet = this.inBuf.subarray(0, n);
+      if (
+        (paused || this.parked.length > 0) &&
+        !onlyPolls(packet.subarray(LOCAL_LINK_ENVELOPE_SIZE))
+      ) {
+        this.parked.push({ packet: Buffer.from(packet), fds });
+        continue;
       }
+      this.handle(packet, fds);
+    }
+  }
+
+  /** Runs one packet's command; its answer goes out now or when its fence signals. */
+  private handle(packet: Buffer, fds: number[]): void {
+    const tag = packet.readUInt32LE(0);
+    const wanted = (packet.readUInt32LE(4) & LOCAL_LINK_WANT_REPLY) !== 0;
+    const command = packet.subarray(LOCAL_LINK_ENVELOPE_SIZE);
+    const fenced =
+      command.length >= CTRL_HDR_SIZE && (command.readUInt32LE(CtrlHdr.FLAGS) & 1) !== 0;
+    const memory = new PacketMemory(fds);
+    this.device.handleCommand(command, memory, (reply) => {
+      // an unfenced success the guest did not ask about is left unanswered (protocol.ts)
+      if (!wanted && !fenced && reply.response.readUInt32LE(0) < VirtioGpuResp.ERR_UNSPEC) {
+        if (reply.map) closeQuietly(reply.map.fd);
+        return;
+      }
+      this.send(tag, reply);
+    });
+    if (memory.fds.length > 0) {
+      this.device.warn(
+        `${memory.fds.length} fd(s) came with a command that did not take them; closed them`,
+      );
+      for (const fd of memory.fds) closeQuietly(fd);
     }
   }
 

@@ -10,6 +10,7 @@ import {
   CTRL_HDR_SIZE,
   LOCAL_LINK_ENVELOPE_SIZE,
   LOCAL_LINK_MAX_PACKET,
+  LOCAL_LINK_WANT_REPLY,
   VirtioGpuCmd,
   VirtioGpuFlag,
   VirtioGpuResp,
@@ -535,7 +536,7 @@ export class LocalVirtGpu implements VirtGpu {
     const tag = this.nextTag;
     this.nextTag = (this.nextTag + 1) >>> 0 || 1;
     buf.writeUInt32LE(tag, 0);
-    buf.writeUInt32LE(0, 4);
+    buf.writeUInt32LE(awaited ? LOCAL_LINK_WANT_REPLY : 0, 4);
     if (awaited) this.awaited.add(tag);
     if (this.sendQueue.length === 0 && this.trySend(buf, fds)) return tag;
     // the packet and its fds must outlive the queue: keep our own copies

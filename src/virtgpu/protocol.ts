@@ -92,8 +92,9 @@ export const CROSS_DOMAIN_IMAGE_REQUIREMENTS_SIZE = 64;
 /**
  * The local link (tswl-host --listen-local PATH): a Unix SOCK_SEQPACKET connection per guest
  * device instance, standing in for a VM's virtqueue. Each packet is one envelope:
- *   @0 u32 tag (chosen by the guest, echoed in the reply), @4 u32 reserved (0),
- *   @8 a virtio-gpu control command (guest→host) or its response (host→guest).
+ *   @0 u32 tag (chosen by the guest, echoed in the reply), @4 u32 flags (guest→host: bit 0,
+ *   LOCAL_LINK_WANT_REPLY; else 0), @8 a virtio-gpu control command (guest→host) or its
+ *   response (host→guest).
  * fds ride on packets as SCM_RIGHTS:
  *   - RESOURCE_CREATE_BLOB with blob_mem GUEST carries exactly one memfd, the blob's backing;
  *     its mem entries address that fd (addr = offset into it).
@@ -103,7 +104,8 @@ export const CROSS_DOMAIN_IMAGE_REQUIREMENTS_SIZE = 64;
  * descriptor, so replies may come out of order; the tag matches them.
  * The guest never blocks the link: ring-1 POLLs stay pending while other commands are answered.
  * Host rules (tswl-host, no change to the above): a GUEST blob's memfd must be open read-write
- * and hold every mem entry (the host writes the rings with pwrite, never through a mapping); fds
+ * and hold every mem entry (the host writes the rings through a mapping, guarded: a guest that
+ * truncates the file fails its own writes, never the host); fds
  * riding on any other command are closed unused; a packet shorter than the envelope or longer
  * than LOCAL_LINK_MAX_PACKET ends the connection, and so does the guest closing it, which
  * releases everything that guest had. While replies wait for room on the socket, the host reads
@@ -112,11 +114,15 @@ export const CROSS_DOMAIN_IMAGE_REQUIREMENTS_SIZE = 64;
  * driver, so it picks ctx_id (1, one context per connection) and resource ids (from 1), and
  * places MAPPABLE host blobs at distinct page-aligned offsets of an 8 GiB host-visible region. The
  * device config's num_capsets is not on the link: the guest asks GET_CAPSET_INFO by index from 0
- * until an error response. Every command gets exactly one response; an error response to an
+ * until an error response. A fenced command is answered when its fence signals; an unfenced one
+ * only when it fails or its envelope asks (LOCAL_LINK_WANT_REPLY; the guest's synchronous calls
+ * do), so that the SENDs and WRITEs of the hot path cost no reply each. An error response to an
  * unfenced command (SUBMIT_3D, detach, unref…) is taken as the loss of that guest's context, and
  * the guest drops the connection.
  */
 export const LOCAL_LINK_ENVELOPE_SIZE = 8;
+/** Envelope flag: answer this command even when it succeeds and is not fenced. */
+export const LOCAL_LINK_WANT_REPLY = 1;
 /** Largest packet either side accepts (a SUBMIT_3D of one page of commands plus headers). */
 export const LOCAL_LINK_MAX_PACKET = 65536;
 
