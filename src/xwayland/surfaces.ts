@@ -359,7 +359,10 @@ export class XwaylandSurfaces {
   }
 }
 
-/** Our hook first; when it does not consume the message, the usual one sees it from the start. */
+/**
+ * Our hook first; when it does not consume the message, the usual one sees it from the start.
+ * Either one's gate holds the request.
+ */
 function chain(mine: InterfaceHooks, base: InterfaceHooks | undefined): InterfaceHooks {
   const run =
     (a: InterfaceHooks['request'], b: InterfaceHooks['request']): InterfaceHooks['request'] =>
@@ -371,8 +374,13 @@ function chain(mine: InterfaceHooks, base: InterfaceHooks | undefined): Interfac
       args.fdPos = fdPos;
       return b?.(ctx, opcode, args) ?? false;
     };
+  const gate =
+    mine.gate && base?.gate
+      ? (ctx: HookContext, opcode: number) => mine.gate!(ctx, opcode) || base.gate!(ctx, opcode)
+      : (mine.gate ?? base?.gate);
   return {
     request: mine.request || base?.request ? run(mine.request, base?.request) : undefined,
     event: mine.event || base?.event ? run(mine.event, base?.event) : undefined,
+    gate,
   };
 }

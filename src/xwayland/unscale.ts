@@ -3,11 +3,12 @@
 // size (a wp_viewport destination the WM sets), and the coordinates between Xwayland and the
 // host are converted here. The integer arguments are rewritten in place in the received message,
 // so the hooks after these (shm shadowing, pairing) and the forwarding see the converted values.
+// Surface damage is left in X pixels: too large for the host, which clips it, and what shm
+// shadowing copies by (Xwayland damages in buffer coordinates anyway).
 import type { InterfaceHooks, Relay } from '../relay/relay.js';
 import type { ArgReader } from '../wire/reader.js';
 
 const SURFACE_ATTACH = 1;
-const SURFACE_DAMAGE = 2;
 const SURFACE_OFFSET = 10;
 const POINTER_ENTER = 0;
 const POINTER_MOTION = 2;
@@ -60,18 +61,6 @@ export class Unscale {
               const first = opcode === SURFACE_ATTACH ? 1 : 0;
               patch(args, first, toHost);
               patch(args, first + 1, toHost);
-            } else if (opcode === SURFACE_DAMAGE) {
-              // the damaged rectangle grows to whole host pixels
-              const at = args.pos;
-              if (at + 16 > args.end) return false;
-              const v = args.view;
-              const [x, y, w, h] = [0, 1, 2, 3].map((i) => v.getInt32(at + 4 * i, true));
-              const x0 = Math.floor(x / n);
-              const y0 = Math.floor(y / n);
-              v.setInt32(at, x0, true);
-              v.setInt32(at + 4, y0, true);
-              v.setInt32(at + 8, Math.ceil((x + w) / n) - x0, true);
-              v.setInt32(at + 12, Math.ceil((y + h) / n) - y0, true);
             }
             return false;
           },
