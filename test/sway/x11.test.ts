@@ -219,13 +219,10 @@ describe('--x-unscale', () => {
     extra: string[],
     name: string,
     during: (env: NodeJS.ProcessEnv) => Promise<void> = async () => {},
+    route: Exclude<Route, 'direct'> = 'proxied',
   ): Promise<string> {
     sway.chroot(['swaymsg', `output * scale ${scale}`]);
-    const { proxy, env } = x11(
-      'proxied',
-      ['xterm', '+bc', '-class', 'TswlScale', '-e', script],
-      extra,
-    );
+    const { proxy, env } = x11(route, ['xterm', '+bc', '-class', 'TswlScale', '-e', script], extra);
     await waitFor('the xterm window on sway', () => windowOf('TswlScale'), 20000);
     // the script prints after a second: a blank terminal is stable until then
     await new Promise((r) => setTimeout(r, 1500));
@@ -236,7 +233,7 @@ describe('--x-unscale', () => {
     return file;
   }
 
-  test('xterm at --x-unscale 2 on a scale-2 output shows the pixels it shows at scale 1', async () => {
+  test('xterm at --x-unscale 2 on a scale-2 output shows the pixels it shows at scale 1, in both routes', async () => {
     try {
       const base = await shot(1, [], 'x11-scale-1.png');
       expect(colourCount(base)).toBeGreaterThan(2);
@@ -253,6 +250,15 @@ describe('--x-unscale', () => {
       };
       const sharp = await shot(2, ['--x-unscale', '2'], 'x11-scale-2-unscaled.png', pointerAt);
       expect(differingPixels(base, sharp)).toBe(0);
+      // and across the cross-domain path, where Xwayland's buffers are shadowed
+      const across = await shot(
+        2,
+        ['--x-unscale', '2'],
+        'x11-scale-2-unscaled-cross-domain.png',
+        undefined,
+        'cross-domain',
+      );
+      expect(differingPixels(base, across)).toBe(0);
       // without it, the same xterm is half the size, scaled up by sway
       const scaledUp = await shot(2, [], 'x11-scale-2.png');
       expect(differingPixels(base, scaledUp)).toBeGreaterThan(1000);
