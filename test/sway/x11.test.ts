@@ -118,10 +118,10 @@ describe('window management', () => {
       pointer.moveTo(...from);
       pointer.button(true);
       await waitFor('the press to reach the X server', () => buttonDown(display));
-      await sendWmMessage(display, window, '_NET_WM_MOVERESIZE', [...from, direction, 1, 1]);
       // sway moves the window with the pointer once it has the request (its protocol log)
       const request = direction === 8 ? /xdg_toplevel#\d+\.move\(/g : /xdg_toplevel#\d+\.resize\(/g;
       const seen = sway.sway.output().match(request)?.length ?? 0;
+      await sendWmMessage(display, window, '_NET_WM_MOVERESIZE', [...from, direction, 1, 1]);
       await waitFor(
         'sway to get the request',
         () => (sway.sway.output().match(request)?.length ?? 0) > seen,
