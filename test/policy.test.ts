@@ -1,6 +1,7 @@
 // The privileged-protocol table: it names real interfaces, a typo in --allow-global is an error
 // rather than a quiet no-op, and both programs say so in one line.
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { allInterfaces } from '../src/generated/index.js';
@@ -34,6 +35,13 @@ describe('policy table', () => {
     ])
       expect(PRIVILEGED_GLOBALS.has(name), name).toBe(true);
     for (const reason of PRIVILEGED_GLOBALS.values()) expect(reason.length).toBeGreaterThan(10);
+  });
+
+  test('the README lists every privileged global with its reason, and every one hidden across the boundary', () => {
+    const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
+    for (const [name, reason] of PRIVILEGED_GLOBALS)
+      expect(readme).toContain(`| \`${name}\` | ${reason} |`);
+    for (const name of VM_BOUNDARY_HIDDEN_GLOBALS) expect(readme).toContain(`\`${name}\``);
   });
 
   test('allowing takes exactly the names given, in any number of options', () => {

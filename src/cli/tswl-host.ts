@@ -13,7 +13,7 @@ import { VhostUserServer } from '../host/vhost-user.js';
 import { type CompositorAccess, HostWayland } from '../host/wayland.js';
 import { Log } from '../log/log.js';
 import * as native from '../native/index.js';
-import { PRIVILEGED_GLOBALS, parseAllowGlobal, withheldGlobals } from '../relay/policy.js';
+import { parseAllowGlobal, privilegedGlobalsForHelp, withheldGlobals } from '../relay/policy.js';
 import { Notifier } from './notify.js';
 import { UsageError, displayPath } from './paths.js';
 import { version } from './version.js';
@@ -25,8 +25,8 @@ interface Options {
   label?: string;
   tag?: string;
   appIdPrefix?: string;
-  allowGlobal: string[];
-  guestLimit: GuestLimits;
+  allowGlobal?: string[];
+  guestLimit?: GuestLimits;
   securityContext: boolean;
   verbose?: boolean;
 }
@@ -61,21 +61,21 @@ export function buildProgram(): Command {
       '--allow-global <names>',
       'offer these privileged globals to guests too, comma-separated (repeatable; see below)',
       parseAllowGlobal,
-      [],
     )
     .option(
       '--guest-limit <name=value>',
-      `what one guest may make tswl-host hold (repeatable): ${Object.entries(DEFAULT_LIMITS)
-        .map(([k, v]) => `${k}=${v}`)
+      `what one guest may make tswl-host hold (repeatable; K, M, G are powers of 1024); the defaults: ${Object.entries(
+        DEFAULT_LIMITS,
+      )
+        .map(([k, v]) => `${k}=${withUnit(v)}`)
         .join(', ')}`,
-      (value: string, previous: GuestLimits) => {
+      (value: string, previous: GuestLimits = DEFAULT_LIMITS) => {
         try {
           return parseGuestLimit(value, previous);
         } catch (e) {
           throw new InvalidArgumentError((e as Error).message);
         }
       },
-      DEFAULT_LIMITS,
     )
     .option(
       '--no-security-context',
@@ -86,7 +86,7 @@ export function buildProgram(): Command {
       'after',
       `
 Privileged globals are never offered to a guest unless allowed with --allow-global:
-  ${[...PRIVILEGED_GLOBALS.keys()].join(', ')}
+${privilegedGlobalsForHelp()}
 
 Example, with no VM (guests then connect to the local link):
   tswl-host --wayland-sock $XDG_RUNTIME_DIR/wayland-0 --listen-local $XDG_RUNTIME_DIR/tswl-gpu
@@ -122,7 +122,7 @@ export async function main(argv: string[]): Promise<number> {
   const deviceLog = { verbose: opts.verbose ?? false, info: log.info, warn: log.warn };
   const waylandSock = displayPath(opts.waylandSock, env, '--wayland-sock');
   try {
-    withheldGlobals(opts.allowGlobal);
+    withheldGlobals(opts.allowGlobal ?? []);
   } catch (e) {
     throw new UsageError(`--allow-global: ${(e as Error).message}`);
   }
@@ -145,12 +145,12 @@ export async function main(argv: string[]): Promise<number> {
   const manager = opts.securityContext ? securityContextManager(waylandSock, log) : null;
   const wayland = new HostWayland({
     socket: waylandSock,
-    allowGlobals: opts.allowGlobal,
+    allowGlobals: opts.allowGlobal ?? [],
     tag: opts.tag ?? (opts.label ? `[${opts.label}] ` : ''),
     appIdPrefix: opts.appIdPrefix ?? (opts.label ? `${opts.label}.` : ''),
     access: manager ? (guest) => vmContext(waylandSock, manager, label, guest, log) : undefined,
   });
-  const deviceOptions = { wayland, log: deviceLog, limits: opts.guestLimit };
+  const deviceOptions = { wayland, log: deviceLog, limits: opts.guestLimit ?? DEFAULT_LIMITS };
   const server = listenPath ? new LocalLinkServer(listenPath, deviceOptions) : null;
   try {
     server?.listen();
@@ -273,4 +273,15 @@ function systemError(e: unknown): string {
   if (!err?.code) return errorMessage(e);
   const text = err.syscall ? err.message.replace(/^\w+( \S+)?: /, '') : err.message;
   return `${text} (${err.code})`;
+}
+
+/** 2147483648 as 2G, 16777216 as 16M: how --guest-limit takes them. */
+function withUnit(n: number): string {
+  for (const [unit, size] of [
+    ['G', 1024 ** 3],
+    ['M', 1024 ** 2],
+    ['K', 1024],
+  ] as const)
+    if (n >= size && n % size === 0) return `${n / size}${unit}`;
+  return String(n);
 }

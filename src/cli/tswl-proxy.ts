@@ -13,7 +13,7 @@ import { ProtocolTables } from '../protocol/tables.js';
 import { ProxyServer } from '../proxy.js';
 import { relayHooks } from '../relay/hooks.js';
 import {
-  PRIVILEGED_GLOBALS,
+  privilegedGlobalsForHelp,
   VM_BOUNDARY_HIDDEN_GLOBALS,
   parseAllowGlobal,
   withheldGlobals,
@@ -41,7 +41,7 @@ interface Options {
   virtioWl?: string;
   tag?: string;
   appIdPrefix?: string;
-  allowGlobal: string[];
+  allowGlobal?: string[];
   verbose?: boolean;
   logSuppress: string;
   logRingPath?: string;
@@ -115,7 +115,6 @@ export function buildProgram(): Command {
       '--allow-global <names>',
       'offer these privileged globals to clients too, comma-separated (repeatable; see below)',
       parseAllowGlobal,
-      [],
     )
     .option(
       '--x-display <n>',
@@ -151,7 +150,7 @@ export function buildProgram(): Command {
       `
 Privileged globals are offered only when allowed with --allow-global (across a VM boundary,
 tswl-host decides again for itself):
-  ${[...PRIVILEGED_GLOBALS.keys()].join(', ')}
+${privilegedGlobalsForHelp()}
 
 Tracing: WAYLAND_DEBUG_PROXY=client,server (else WAYLAND_DEBUG; 1 means client,server) traces
 the proxy's connections to clients and to the host compositor.
@@ -238,7 +237,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   let withheld: Set<string>;
   try {
-    withheld = withheldGlobals(opts.allowGlobal);
+    withheld = withheldGlobals(opts.allowGlobal ?? []);
   } catch (e) {
     throw new UsageError(`--allow-global: ${(e as Error).message}`);
   }

@@ -30,6 +30,21 @@ export const PRIVILEGED_GLOBALS: ReadonlyMap<string, string> = new Map([
   ['xwayland_shell_v1', "meant for the compositor's own Xwayland"],
 ]);
 
+/** The privileged names for --help: comma-separated lines indented by two, within 80 columns. */
+export function privilegedGlobalsForHelp(): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const name of PRIVILEGED_GLOBALS.keys()) {
+    if (line && line.length + name.length + 2 > 78) {
+      lines.push(`  ${line},`);
+      line = '';
+    }
+    line = line ? `${line}, ${name}` : name;
+  }
+  lines.push(`  ${line}`);
+  return lines.join('\n');
+}
+
 /**
  * The globals withheld from guests: every privileged one not in `allowed`. Throws for an allowed
  * name that is not privileged (a typo would otherwise quietly allow nothing).
