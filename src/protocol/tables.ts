@@ -54,7 +54,11 @@ export class Interface {
   readonly requests: Message[];
   readonly events: Message[];
 
-  constructor(readonly meta: InterfaceMeta) {
+  constructor(
+    readonly meta: InterfaceMeta,
+    /** Its place in its ProtocolTables: per-interface data can live in an array. */
+    readonly index: number,
+  ) {
     this.name = meta.name;
     this.version = meta.version;
     this.requests = meta.requests.map((m) => new Message(m));
@@ -69,7 +73,7 @@ export class ProtocolTables {
   constructor(metas: readonly InterfaceMeta[]) {
     for (const meta of metas) {
       if (this.byName.has(meta.name)) throw new Error(`interface ${meta.name} is defined twice`);
-      this.byName.set(meta.name, new Interface(meta));
+      this.byName.set(meta.name, new Interface(meta, this.byName.size));
     }
     for (const iface of this.byName.values()) {
       for (const msg of [...iface.requests, ...iface.events]) {

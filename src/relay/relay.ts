@@ -30,6 +30,8 @@ export interface InterfaceHooks {
   gate?(ctx: HookContext, opcode: number): boolean;
 }
 
+type MessageHook = NonNullable<InterfaceHooks['request']>;
+
 /** What a hook is called with: the relay and the object the message is addressed to. */
 export interface HookContext {
   readonly relay: Relay;
@@ -72,7 +74,8 @@ export class Relay {
   readonly client: Endpoint;
   readonly host: Endpoint;
   readonly tables: ProtocolTables;
-  private readonly hooks = new Map<Interface, InterfaceHooks>();
+  /** By interface index: one array load per message. */
+  private readonly hooks: (InterfaceHooks | undefined)[] = [];
   private readonly reader = new ArgReader();
   private readonly msgFds = new Int32Array(MAX_FDS_PER_MESSAGE);
   private readonly hookContext: HookContext;
@@ -93,7 +96,7 @@ export class Relay {
   constructor(private readonly options: RelayOptions) {
     this.tables = options.tables;
     this.trace = options.trace ?? null;
-    for (const [name, hooks] of options.hooks) this.hooks.set(this.tables.require(name), hooks);
+    for (const [name, hooks] of options.hooks) this.hooks[this.tables.require(name).index] = hooks;
     const display = new WlObject(DISPLAY_ID, DISPLAY_ID, this.tables.require('wl_display'), 1);
     this.hookContext = { relay: this, obj: display };
     this.clientIds.set(DISPLAY_ID, display);
@@ -167,9 +170,9 @@ export class Relay {
   flush(): void {
     if (this.closed) return;
     this.traceOwnRequests();
-    for (const to of [this.host, this.client]) {
-      if (to.out.pending > 0 || to.out.fds.length > 0) to.flush();
-    }
+    const { host, client } = this;
+    if (host.out.pending > 0 || host.out.fds.length > 0) host.flush();
+    if (client.out.pending > 0 || client.out.fds.length > 0) client.flush();
   }
 
   /** A peer that was too slow caught up: read again, starting with what is buffered. */
@@ -179,11 +182,14 @@ export class Relay {
       this.resumeAfterPump = true;
       return;
     }
-    for (const from of [this.host, this.client]) {
-      if (this.closed || !this.mayRead(from)) continue;
-      from.setReading(true);
-      if (from.inEnd > from.inStart) this.pump(from);
-    }
+    this.resumeSide(this.host);
+    this.resumeSide(this.client);
+  }
+
+  private resumeSide(from: Endpoint): void {
+    if (this.closed || !this.mayRead(from)) return;
+    from.setReading(true);
+    if (from.inEnd > from.inStart) this.pump(from);
   }
 
   private warn(message: string): void {
@@ -192,43 +198,56 @@ export class Relay {
 
   /** Processes every complete message from one side, then flushes each peer once. */
   private pump(from: Endpoint): void {
+    if (this.pumping) {
+      // data delivered from inside a hook: taken once the current pump is done
+      this.resumeAfterPump = true;
+      return;
+    }
     const toClient = from === this.host;
-    const to = toClient ? this.client : this.host;
+    // what handling a message may fill: the other side, and the client (the proxy answers some
+    // requests itself); per message only these are checked, the transports' state once at the end
+    const toOut = toClient ? this.client.out : this.host.out;
+    const clientOut = this.client.out;
+    const begin = from.inStart;
+    let pos = begin;
     this.pumping = true;
     try {
       if (from.fdsTruncated) {
         throw new WireError(`too many file descriptors in one message (more than 28)`);
       }
       const view = from.inView;
-      while (from.inEnd - from.inStart >= 8 && !this.closed) {
-        const start = from.inStart;
-        const id = view.getUint32(start, true);
-        const word = view.getUint32(start + 4, true);
+      const end = from.inEnd;
+      while (end - pos >= 8 && !this.closed) {
+        const id = view.getUint32(pos, true);
+        const word = view.getUint32(pos + 4, true);
         const size = word >>> 16;
         if (size < 8 || size % 4 !== 0 || size > MAX_MESSAGE_SIZE) {
           throw new WireError(`message to object ${id} has an invalid size ${size}`);
         }
-        if (from.inEnd - start < size) break;
-        if (toClient) this.handleEvent(start, size, id, word & 0xffff);
-        else if (!this.handleRequest(start, size, id, word & 0xffff)) {
+        if (end - pos < size) break;
+        if (toClient) this.handleEvent(pos, size, id, word & 0xffff);
+        else if (!this.handleRequest(pos, size, id, word & 0xffff)) {
           this.held = true;
           from.setReading(false);
           break;
         }
-        from.consume(size);
-        if (!this.mayRead(from)) {
+        pos += size;
+        if (toOut.congested || clientOut.congested) {
           from.setReading(false);
           break;
         }
       }
     } catch (e) {
+      from.consume(pos - begin);
       this.onPumpError(e, toClient);
       return;
     } finally {
       this.pumping = false;
     }
+    from.consume(pos - begin);
     // hooks may also answer the peer a message came from (a proxy-owned object's ack, an event)
     this.flush();
+    if (!this.closed && !this.mayRead(from)) from.setReading(false);
     if (this.resumeAfterPump) {
       this.resumeAfterPump = false;
       this.resume();
@@ -292,20 +311,25 @@ export class Relay {
         `invalid method ${opcode}${msg ? ` (since ${msg.since} > version ${obj.version})` : ''}, object ${obj.iface.name}@${id}`,
       );
     }
-    const gate = this.hooks.get(obj.iface)?.gate;
+    const hooks = this.hooks[obj.iface.index];
+    const gate = hooks?.gate;
     if (gate) {
       this.hookContext.obj = obj;
       if (gate(this.hookContext, opcode)) return false;
     }
     this.takeFds(from, obj, id, msg);
-    const out = this.host.out;
-    this.traceOwnRequests();
-    const outMark = out.len;
-    const fdMark = out.fds.length;
-    this.traceArrived(true, from, start, size);
-    this.dispatch(from, this.host, start, size, obj, msg, true);
-    this.traceSent(true, out, outMark, fdMark);
-    this.hostTraced = out.dropped + out.len;
+    if (this.trace) {
+      const out = this.host.out;
+      this.traceOwnRequests();
+      const outMark = out.len;
+      const fdMark = out.fds.length;
+      this.traceArrived(true, from, start, size);
+      this.dispatch(from, this.host, start, size, obj, msg, hooks?.request);
+      this.traceSent(true, out, outMark, fdMark);
+      this.hostTraced = out.dropped + out.len;
+    } else {
+      this.dispatch(from, this.host, start, size, obj, msg, hooks?.request);
+    }
     if (msg.destructor) {
       obj.dying = true;
       // The host frees server-created ids without a delete_id; events still in flight are dropped.
@@ -341,12 +365,17 @@ export class Relay {
       return;
     }
     if (id === DISPLAY_ID && opcode === 0) this.hostSentError = true;
-    const out = this.client.out;
-    const outMark = out.len;
-    const fdMark = out.fds.length;
-    this.traceArrived(false, from, start, size);
-    this.dispatch(from, this.client, start, size, obj, msg, false);
-    this.traceSent(false, out, outMark, fdMark);
+    const hook = this.hooks[obj.iface.index]?.event;
+    if (this.trace) {
+      const out = this.client.out;
+      const outMark = out.len;
+      const fdMark = out.fds.length;
+      this.traceArrived(false, from, start, size);
+      this.dispatch(from, this.client, start, size, obj, msg, hook);
+      this.traceSent(false, out, outMark, fdMark);
+    } else {
+      this.dispatch(from, this.client, start, size, obj, msg, hook);
+    }
     if (msg.destructor) {
       obj.dying = true;
       if (obj.serverCreated) {
@@ -364,10 +393,8 @@ export class Relay {
     size: number,
     obj: WlObject,
     msg: Message,
-    request: boolean,
+    hook: MessageHook | undefined,
   ): void {
-    const hooks = this.hooks.get(obj.iface);
-    const hook = request ? hooks?.request : hooks?.event;
     if (hook) {
       this.reader.reset(from.in, from.inView, start + 8, start + size);
       this.hookContext.obj = obj;
@@ -381,7 +408,7 @@ export class Relay {
       if (consumed) return;
       this.reader.fdPos = 0;
     }
-    this.forward(from, to.out, start, size, obj, msg, request);
+    this.forward(from, to.out, start, size, obj, msg, to === this.host);
   }
 
   /** Traces one message as it arrived, in the sender's id space (requests from the client, events from the host). */
@@ -470,13 +497,11 @@ export class Relay {
           `${obj.iface.name}.${msg.name}: message size ${size} does not match its arguments`,
         );
       }
-      const at = out.copyFrom(src, start, start + size);
-      out.view.setUint32(at, request ? obj.hostId : obj.clientId, true);
+      out.copyMessage(src, view, start, start + size, request ? obj.hostId : obj.clientId);
       return;
     }
     const mark = out.len;
-    const at = out.copyFrom(src, start, start + size);
-    out.view.setUint32(at, request ? obj.hostId : obj.clientId, true);
+    const at = out.copyMessage(src, view, start, start + size, request ? obj.hostId : obj.clientId);
     const end = start + size;
     let pos = start + 8;
     let fdIndex = 0;

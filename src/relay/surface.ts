@@ -31,12 +31,49 @@ const HOST_BUFFERS = 3;
 /** More, for a compositor that keeps them all longer than WAIT_MS; then the oldest is dropped. */
 const MAX_HOST_BUFFERS = 6;
 const WAIT_MS = 100;
-/** Damage requests kept per commit; more are merged into their bounds (as the Damage does later). */
-const MAX_DAMAGE_REQUESTS = 16;
 /** How long a small commit waits for a host buffer that missed fewer frames than a free one. */
 const FRESHER_WAIT_MS = 4;
 
 let rectScratch: Int32Array = new Int32Array(64);
+
+/**
+ * A surface's damage requests since its last commit, as the client sent them: at most 16; more
+ * are merged into their bounds (as Damage does later), so a flood of them costs neither memory
+ * nor allocation.
+ */
+class DamageRequests {
+  static readonly MAX = 16;
+  /** x, y, width, height of each; doubles, since a merged width may exceed an int32. */
+  readonly rects = new Float64Array(DamageRequests.MAX * 4);
+  count = 0;
+
+  add(x: number, y: number, w: number, h: number): void {
+    const r = this.rects;
+    if (this.count < DamageRequests.MAX) {
+      const i = this.count++ * 4;
+      r[i] = x;
+      r[i + 1] = y;
+      r[i + 2] = w;
+      r[i + 3] = h;
+      return;
+    }
+    let x0 = x;
+    let y0 = y;
+    let x1 = x + w;
+    let y1 = y + h;
+    for (let i = 0; i < r.length; i += 4) {
+      x0 = Math.min(x0, r[i]);
+      y0 = Math.min(y0, r[i + 1]);
+      x1 = Math.max(x1, r[i] + r[i + 2]);
+      y1 = Math.max(y1, r[i + 1] + r[i + 3]);
+    }
+    r[0] = x0;
+    r[1] = y0;
+    r[2] = x1 - x0;
+    r[3] = y1 - y0;
+    this.count = 1;
+  }
+}
 
 export class SurfaceShadow implements Disposable {
   /** An attach is pending for the next commit; `pending` is its shm buffer (null: another kind). */
@@ -56,8 +93,8 @@ export class SurfaceShadow implements Disposable {
   /** A wp_viewport was made for it: surface damage is then copied as full damage. */
   viewported = false;
   /** Damage requests since the last commit: surface coordinates, and buffer coordinates. */
-  private readonly surfaceDamage: number[] = [];
-  private readonly bufferDamage: number[] = [];
+  private readonly surfaceDamage = new DamageRequests();
+  private readonly bufferDamage = new DamageRequests();
   readonly hostBuffers: HostBuffer[] = [];
   /** A commit waits for the host to give a host buffer back (see mustWait). */
   private waiting = false;
@@ -93,24 +130,7 @@ export class SurfaceShadow implements Disposable {
   }
 
   damage(x: number, y: number, w: number, h: number, buffer: boolean): void {
-    const list = buffer ? this.bufferDamage : this.surfaceDamage;
-    if (list.length < MAX_DAMAGE_REQUESTS * 4) {
-      list.push(x, y, w, h);
-      return;
-    }
-    // a client damaging in many small pieces (or without end, before any commit): their bounds
-    let x0 = Math.min(x, list[0]);
-    let y0 = Math.min(y, list[1]);
-    let x1 = Math.max(x + w, list[0] + list[2]);
-    let y1 = Math.max(y + h, list[1] + list[3]);
-    for (let i = 4; i < list.length; i += 4) {
-      x0 = Math.min(x0, list[i]);
-      y0 = Math.min(y0, list[i + 1]);
-      x1 = Math.max(x1, list[i] + list[i + 2]);
-      y1 = Math.max(y1, list[i + 1] + list[i + 3]);
-    }
-    list.length = 0;
-    list.push(x0, y0, x1 - x0, y1 - y0);
+    (buffer ? this.bufferDamage : this.surfaceDamage).add(x, y, w, h);
   }
 
   setScale(scale: number): void {
@@ -129,14 +149,14 @@ export class SurfaceShadow implements Disposable {
     this.pending = null;
     try {
       if (attached && buffer) this.commitShm(buffer);
-      else if (this.surfaceDamage.length > 0 || this.bufferDamage.length > 0) {
+      else if (this.surfaceDamage.count > 0 || this.bufferDamage.count > 0) {
         // damage without a new buffer: the client changed a buffer it had been given back;
         // nothing is copied now, but the next copy cannot trust its own damage alone
         this.viewChanged = true;
       }
     } finally {
-      this.surfaceDamage.length = 0;
-      this.bufferDamage.length = 0;
+      this.surfaceDamage.count = 0;
+      this.bufferDamage.count = 0;
       // a new scale or transform redraws the buffer from the same surface picture: every pixel
       // may move, whatever the damage says (compositors take it as full damage too); a copy
       // made now took that into account already
@@ -261,8 +281,8 @@ export class SurfaceShadow implements Disposable {
     const damage = this.frameDamage;
     damage.clear();
     if (this.viewChanged || scale !== this.scale || transform !== this.transform) damage.setFull();
-    const s = this.surfaceDamage;
-    for (let i = 0; i < s.length && !damage.full; i += 4) {
+    const s = this.surfaceDamage.rects;
+    for (let i = 0; i < this.surfaceDamage.count * 4 && !damage.full; i += 4) {
       if (this.viewported) damage.setFull();
       else
         addSurfaceDamage(
@@ -277,8 +297,8 @@ export class SurfaceShadow implements Disposable {
           transform,
         );
     }
-    const b = this.bufferDamage;
-    for (let i = 0; i < b.length && !damage.full; i += 4)
+    const b = this.bufferDamage.rects;
+    for (let i = 0; i < this.bufferDamage.count * 4 && !damage.full; i += 4)
       damage.add(b[i], b[i + 1], b[i + 2], b[i + 3], width, height);
     return damage;
   }

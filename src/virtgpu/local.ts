@@ -21,6 +21,8 @@ import { VirtGpuParam, pageAlign, virtGpuError } from './virtgpu.js';
 /** How long a synchronous call waits for tswl-host (the kernel's VIRTGPU_WAIT limit). */
 const REPLY_TIMEOUT_MS = 15000;
 const MAX_RINGS = 64;
+/** Packet buffers kept for reuse: enough for the queue below the relay's high water mark. */
+const MAX_SPARE_SCRATCH = 4;
 /** The ctx_id of the single context of this "file" (the kernel numbers them per file from 1). */
 const CTX_ID = 1;
 /** Size of the host-visible region the guest places MAPPABLE host blobs in (crosvm's default). */
@@ -130,10 +132,13 @@ export class LocalVirtGpu implements VirtGpu {
   private readonly fd: number;
   private readonly poller: native.Poller;
   private readonly rbuf = Buffer.allocUnsafe(LOCAL_LINK_MAX_PACKET);
-  private readonly execScratch = Buffer.alloc(LOCAL_LINK_MAX_PACKET);
-  private readonly execView = new DataView(this.execScratch.buffer, this.execScratch.byteOffset);
+  /** Where execbuffer builds a packet; one the socket did not take is queued as it is. */
+  private execScratch: Buffer = Buffer.alloc(LOCAL_LINK_MAX_PACKET);
+  private execView = new DataView(this.execScratch.buffer, this.execScratch.byteOffset);
+  /** Scratch buffers back from the queue, so a flood that fills the socket allocates nothing. */
+  private readonly spareScratch: Buffer[] = [];
   private readonly recvOut = new Int32Array(native.RECV_OUT_LENGTH);
-  private readonly sendQueue: { buf: Buffer; fds: number[] }[] = [];
+  private readonly sendQueue: { buf: Buffer; fds: number[]; scratch: Buffer | null }[] = [];
   queuedBytes = 0;
   onDrain: (() => void) | null = null;
   /** Tags whose replies a synchronous call waits for, and the replies that came. */
@@ -539,9 +544,15 @@ export class LocalVirtGpu implements VirtGpu {
     buf.writeUInt32LE(awaited ? LOCAL_LINK_WANT_REPLY : 0, 4);
     if (awaited) this.awaited.add(tag);
     if (this.sendQueue.length === 0 && this.trySend(buf, fds)) return tag;
-    // the packet and its fds must outlive the queue: keep our own copies
+    // the packet and its fds must outlive the queue: keep our own copies (or the scratch
+    // buffer itself, execbuffer going on in another)
     const owned = fds.map(reopen);
-    this.sendQueue.push({ buf: Buffer.from(buf), fds: owned });
+    const scratch = buf.buffer === this.execScratch.buffer ? this.execScratch : null;
+    if (scratch) {
+      this.execScratch = this.spareScratch.pop() ?? Buffer.alloc(LOCAL_LINK_MAX_PACKET);
+      this.execView = new DataView(this.execScratch.buffer, this.execScratch.byteOffset);
+    }
+    this.sendQueue.push({ buf: scratch ? buf : Buffer.from(buf), fds: owned, scratch });
     this.queuedBytes += buf.length;
     this.poller.update(native.READABLE | native.WRITABLE);
     return tag;
@@ -564,6 +575,8 @@ export class LocalVirtGpu implements VirtGpu {
       for (const fd of q.fds) closeQuietly(fd);
       this.sendQueue.shift();
       this.queuedBytes -= q.buf.length;
+      if (q.scratch && this.spareScratch.length < MAX_SPARE_SCRATCH)
+        this.spareScratch.push(q.scratch);
     }
     if (!this.closed) this.poller.update(native.READABLE);
     // from the event loop, never from inside a call that is waiting on the device

@@ -146,18 +146,33 @@ export class MessageWriter {
     this.fds.push(fd);
   }
 
-  /** Appends bytes verbatim (a forwarded message); returns where they start. */
-  copyFrom(src: Buffer, start: number, end: number): number {
+  /** Appends bytes verbatim; returns where they start. */
+  copyFrom(src: Uint8Array, start: number, end: number): number {
+    this.reserve(end - start);
+    const at = this.len;
+    this.buf.set(src.subarray(start, end), at);
+    this.len += end - start;
+    return at;
+  }
+
+  /**
+   * Appends a forwarded message: its bytes from `src`, with its first word (the object id)
+   * replaced by `id`. Returns where it starts.
+   */
+  copyMessage(src: Buffer, srcView: DataView, start: number, end: number, id: number): number {
     const n = end - start;
     this.reserve(n);
     const at = this.len;
-    if (n <= 64) {
-      // most messages are a few words: a loop beats Buffer.copy's call overhead here
-      const dst = this.buf;
-      for (let i = 0; i < n; i++) dst[at + i] = src[start + i];
+    const view = this.view;
+    if (n <= 128) {
+      // most messages are a few words: word loads and stores beat both Buffer.copy's call
+      // overhead and a byte loop (each byte access checks for a detached buffer) several times
+      for (let i = 4; i < n; i += 4)
+        view.setUint32(at + i, srcView.getUint32(start + i, true), true);
     } else {
-      src.copy(this.buf, at, start, end);
+      src.copy(this.buf, at + 4, start + 4, end);
     }
+    view.setUint32(at, id, true);
     this.len += n;
     return at;
   }
