@@ -19,6 +19,11 @@ export const common = {
   platform: 'node',
   target: 'node20',
   logLevel: 'warning',
+  // without comments and spaces, and ASCII only, V8 keeps the source as a one-byte string of
+  // about half the size and parses it faster; names stay, so stack traces still read
+  minifyWhitespace: true,
+  minifySyntax: true,
+  charset: 'ascii',
 };
 
 export async function bundle() {

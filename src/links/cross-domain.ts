@@ -270,9 +270,10 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
       this.fail(e as Error);
       return;
     }
-    // the message is copied out: the host may overwrite the page
+    // the message is copied out, so the host may overwrite the page; the client gets the data
+    // first, the next POLL after (and not at all if the relay stopped reading meanwhile)
+    if (data) this.handler.onData();
     this.maybePoll();
-    if (data && !this.closed) this.handler.onData();
   }
 
   /** Takes in a RECEIVE; false when it is the empty one that means end of file. */
