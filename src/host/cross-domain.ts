@@ -141,8 +141,8 @@ export class CrossDomainContext {
   private nextItemId = 2;
   private readPipeId = CROSS_DOMAIN_PIPE_READ_START;
   private readonly readPipes = new Set<ReadPipe>();
-  /** Write pipes still flushing after the guest hung up. */
-  private readonly draining = new Set<WritePipe>();
+  /** Every open write pipe, items and those still flushing after the guest hung up. */
+  private readonly writePipes = new Set<WritePipe>();
   private readonly fences: RingFence[] = [];
   private disabled: string | null = null;
   private warnings = 0;
@@ -160,9 +160,7 @@ export class CrossDomainContext {
    */
   get backlog(): number {
     let bytes = this.channel?.unprocessed ?? 0;
-    for (const item of this.items.values())
-      if (item.kind === 'write-pipe') bytes += item.pipe.queued;
-    for (const p of this.draining) bytes += p.queued;
+    for (const p of this.writePipes) bytes += p.queued;
     return bytes;
   }
 
@@ -478,10 +476,7 @@ export class CrossDomainContext {
     item.pipe.write(buf, pos + ReadWrite.DATA, pos + ReadWrite.DATA + dataSize);
     if (hangUp !== 0) {
       this.removeItem(id);
-      if (!item.pipe.closed) {
-        this.draining.add(item.pipe);
-        item.pipe.hangUp();
-      }
+      if (!item.pipe.closed) item.pipe.hangUp();
     }
   }
 
@@ -743,10 +738,11 @@ export class CrossDomainContext {
         own,
         ledger,
         (m) => this.note(m),
-        (p) => this.draining.delete(p),
+        (p) => this.writePipes.delete(p),
         () => this.host.backlogDrained(),
       );
       this.items.set(id, { kind: 'write-pipe', pipe });
+      this.writePipes.add(pipe);
       this.host.usage.items++;
       return { id, type: CrossDomainId.WRITE_PIPE, size: 0 };
     }
@@ -854,8 +850,8 @@ export class CrossDomainContext {
     this.items.clear();
     this.images.clear();
     this.readPipes.clear();
-    for (const p of [...this.draining]) p.close();
-    this.draining.clear();
+    for (const p of [...this.writePipes]) p.close();
+    this.writePipes.clear();
   }
 
   // ---- logging --------------------------------------------------------------------------------

@@ -147,8 +147,7 @@ export class GpuDevice {
     fences: number;
     queuedBytes: number;
   } {
-    let fences = 0;
-    for (const ctx of this.contexts.values()) fences += ctx.pendingFences;
+    const fences = this.pendingFences();
     return {
       contexts: this.contexts.size,
       resources: this.resources.size,
@@ -158,6 +157,12 @@ export class GpuDevice {
       fences,
       queuedBytes: this.queuedBytes(),
     };
+  }
+
+  private pendingFences(): number {
+    let fences = 0;
+    for (const ctx of this.contexts.values()) fences += ctx.pendingFences;
+    return fences;
   }
 
   private queuedBytes(): number {
@@ -230,7 +235,7 @@ export class GpuDevice {
     if (hdr.flags & VirtioGpuFlag.INFO_RING_IDX) {
       const ctx = this.contexts.get(hdr.ctxId);
       if (ctx && hdr.ringIdx === CROSS_DOMAIN_CHANNEL_RING) {
-        if (this.stats.fences >= this.limits.fences) {
+        if (this.pendingFences() >= this.limits.fences) {
           // a guest polls once per channel: this many waiting is a guest hoarding our memory
           ctx.disable(`the guest has ${this.limits.fences} fenced commands waiting, its limit`);
         }
