@@ -18,6 +18,8 @@ export interface FuzzTarget<T> {
   arbitrary(corpus: readonly unknown[]): Arbitrary<T>;
   /** The corpus as it is, run before anything generated. */
   seeds?(corpus: readonly unknown[]): T[];
+  /** Opens what every execution shares (before the fds are first counted). */
+  setup?(): void;
   /** Inputs that wait for the event loop (fds polled, timers) return a promise. */
   readonly async?: boolean;
   /**

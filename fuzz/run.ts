@@ -160,6 +160,7 @@ async function runChild(args: Args): Promise<void> {
     if (r instanceof Promise) return (inFlight = r.then(after));
     after();
   };
+  target.setup?.();
   const seeds = target.seeds?.(corpus) ?? [];
   const baseline = native.openFdCount();
   const params: fc.Parameters<[unknown]> = {

@@ -1,9 +1,16 @@
 import type { FuzzTarget } from '../harness.js';
+import { activationTarget, controlTarget } from './cli.js';
 import { deviceTarget } from './device.js';
 import { relayTargets } from './relay.js';
+import { vhostUserTarget } from './vhost-user.js';
+import { virtWlTarget } from './virtwl.js';
 
 /** Every fuzz target, in the order `npm run fuzz` runs them. */
 export const targets: readonly FuzzTarget<never>[] = [
   ...relayTargets,
   deviceTarget,
+  vhostUserTarget,
+  virtWlTarget,
+  controlTarget,
+  activationTarget,
 ] as FuzzTarget<never>[];
