@@ -1,6 +1,8 @@
 // What every fuzz target shares: the target shape the runner drives, in-memory Endpoints that a
 // target feeds bytes and fds into, and the fds a peer can send, made from a description so that
 // an input stays plain data (printable, storable in a corpus, shrinkable).
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Arbitrary } from 'fast-check';
 import * as native from '../src/native/index.js';
 import type { Endpoint, EndpointHandler } from '../src/wire/connection.js';
@@ -178,3 +180,34 @@ export const EDGE_U32 = [
   0, 1, 2, 3, 4, 7, 8, 0xff, 0x100, 0xfff, 0x1000, 0x1001, 0x7fff, 0x8000, 0xffff, 0x10000,
   0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff, 0xff000000, 0xff000001,
 ] as const;
+
+/** An input as JSON: byte arrays as `{ "$bytes": base64 }`. */
+export function inputToJson(value: unknown): string {
+  return JSON.stringify(
+    value,
+    (_k, v) => (v instanceof Uint8Array ? { $bytes: Buffer.from(v).toString('base64') } : v),
+    1,
+  );
+}
+
+export function inputFromJson(text: string): unknown {
+  return JSON.parse(text, (_k, v) =>
+    v && typeof v === 'object' && typeof v.$bytes === 'string'
+      ? new Uint8Array(Buffer.from(v.$bytes, 'base64'))
+      : v,
+  );
+}
+
+/** The JSON files of `root/dir`, parsed, in name order ([] when there are none). */
+export function loadCorpus(root: string, dir: string | undefined): unknown[] {
+  if (!dir) return [];
+  let files: string[];
+  try {
+    files = readdirSync(join(root, dir))
+      .filter((f) => f.endsWith('.json'))
+      .sort();
+  } catch {
+    return [];
+  }
+  return files.map((f) => JSON.parse(readFileSync(join(root, dir, f), 'utf8')));
+}

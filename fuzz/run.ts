@@ -7,13 +7,14 @@
 // for HANG_SECONDS is killed and reported as a hang. Prints executions per target; exits 1 on
 // any fault, with the input that caused it (and how to replay it) in fuzz/build/crashes/.
 import { fork } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import * as native from '../src/native/index.js';
 import type { FuzzTarget } from './harness.js';
+import { inputToJson, loadCorpus } from './harness.js';
 import { targets } from './targets/index.js';
 
 const HANG_SECONDS = 30;
@@ -98,35 +99,12 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-function loadCorpus(dir: string | undefined): unknown[] {
-  if (!dir) return [];
-  const path = join(corpusRoot, dir);
-  let files: string[];
-  try {
-    files = readdirSync(path)
-      .filter((f) => f.endsWith('.json'))
-      .sort();
-  } catch {
-    return [];
-  }
-  return files.map((f) => JSON.parse(readFileSync(join(path, f), 'utf8')));
-}
-
-/** Inputs as JSON: byte arrays as base64. */
-function toJson(value: unknown): string {
-  return JSON.stringify(
-    value,
-    (_k, v) => (v instanceof Uint8Array ? { $bytes: Buffer.from(v).toString('base64') } : v),
-    1,
-  );
-}
-
 const mib = () => Math.round((process.memoryUsage().rss / 1048576) * 10) / 10;
 
 /** In the target's own process: runs it and writes the result to the status file. */
 async function runChild(args: Args): Promise<void> {
   const target = targets.find((t) => t.name === args.child)! as FuzzTarget<unknown>;
-  const corpus = loadCorpus(target.corpusDir);
+  const corpus = loadCorpus(corpusRoot, target.corpusDir);
   const status = args.status!;
   const result: Result = {
     target: target.name,
@@ -186,7 +164,7 @@ async function runChild(args: Args): Promise<void> {
   if (details.failed) {
     mkdirSync(crashDir, { recursive: true });
     const file = join(crashDir, `${target.name}-${details.seed}.json`);
-    writeFileSync(file, toJson(details.counterexample?.[0]) + '\n');
+    writeFileSync(file, inputToJson(details.counterexample?.[0]) + '\n');
     const error = details.errorInstance as Error | undefined;
     result.fault =
       `${error?.stack ?? String(error)}\n  input: ${file}\n` +
