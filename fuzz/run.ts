@@ -1,7 +1,8 @@
-// npm run fuzz -- --seconds N [--target NAME]... [--corpus-only] [--seed S --path P] [--json FILE]
+// npm run fuzz -- --seconds N [--runs N] [--target NAME]... [--corpus-only] [--seed S --path P]
+//                 [--json FILE]
 //
 // Runs every fuzz target (or those named), one after another, each in its own process for N
-// seconds: first its corpus as recorded, then fast-check's inputs (structured from the protocol
+// seconds (or until it made --runs executions): first its corpus as recorded, then fast-check's inputs (structured from the protocol
 // tables, and mutations of the corpus). Each execution is checked for exceptions that escape
 // the code under test, broken invariants, and fds left open; a target that stops making progress
 // for HANG_SECONDS is killed and reported as a hang. Prints executions per target; exits 1 on
@@ -34,6 +35,7 @@ interface Result {
 
 interface Args {
   seconds: number;
+  runs: number;
   targets: string[];
   corpusOnly: boolean;
   seed: number | undefined;
@@ -46,6 +48,7 @@ interface Args {
 function parseArgs(argv: string[]): Args {
   const a: Args = {
     seconds: 10,
+    runs: 2 ** 31 - 1,
     targets: [],
     corpusOnly: false,
     seed: undefined,
@@ -62,6 +65,9 @@ function parseArgs(argv: string[]): Args {
     switch (argv[i]) {
       case '--seconds':
         a.seconds = Number(value());
+        break;
+      case '--runs':
+        a.runs = Number(value());
         break;
       case '--target':
         a.targets.push(...value().split(','));
@@ -93,6 +99,7 @@ function parseArgs(argv: string[]): Args {
     }
   }
   if (!(a.seconds > 0)) throw new Error('--seconds takes a positive number');
+  if (!(a.runs > 0)) throw new Error('--runs takes a positive number');
   for (const t of a.targets) {
     if (!targets.some((x) => x.name === t)) throw new Error(`no fuzz target named ${t}`);
   }
@@ -142,7 +149,8 @@ async function runChild(args: Args): Promise<void> {
   const seeds = target.seeds?.(corpus) ?? [];
   const baseline = native.openFdCount();
   const params: fc.Parameters<[unknown]> = {
-    numRuns: args.corpusOnly ? 0 : 2 ** 31 - 1,
+    // the corpus (examples) counts in numRuns and runs first
+    numRuns: args.corpusOnly ? Math.max(1, seeds.length) : Math.max(seeds.length, args.runs),
     interruptAfterTimeLimit: args.seconds * 1000,
     markInterruptAsFailure: false,
     examples: seeds.map((s) => [s]),
@@ -179,7 +187,8 @@ async function runChild(args: Args): Promise<void> {
 /** Runs one target in a child process, watching its progress; a silent child is a hang. */
 function runTarget(args: Args, name: string, dir: string): Promise<Result> {
   const status = join(dir, `${name}.json`);
-  const passed = ['--seconds', String(args.seconds), '--child', name, '--status', status];
+  const passed = ['--seconds', String(args.seconds), '--runs', String(args.runs)];
+  passed.push('--child', name, '--status', status);
   if (args.corpusOnly) passed.push('--corpus-only');
   if (args.seed !== undefined) passed.push('--seed', String(args.seed));
   if (args.path !== undefined) passed.push('--path', args.path);
