@@ -84,11 +84,34 @@ const fdSpec: fc.Arbitrary<FdSpec> = fc.oneof(
   fc.constant({ kind: 'socket' as const }),
 );
 
+/** wl_shm formats of every kind: packed RGB of 1 to 8 bytes a pixel, planar YUV, odd ones. */
+const SHM_FORMATS = [
+  'XR24',
+  'AR24',
+  'RG16',
+  'R8  ',
+  'RG24',
+  'XB30',
+  'AB4H',
+  'NV12',
+  'YV12',
+  'YU12',
+  'P010',
+  'C8  ',
+  'Y410',
+  'XYUV',
+  'NV24',
+  'T010',
+].map((f) => Buffer.from(f, 'latin1').readUInt32LE(0));
+
+/** Argument values: sizes, offsets and strides at their limits, formats, small numbers. */
 const u32 = fc.oneof(
   fc.constantFrom(...EDGE_U32),
   fc.nat(64),
   fc.integer({ min: 0, max: 0xffffffff }),
   fc.integer({ min: -64, max: 64 }).map((n) => n >>> 0),
+  fc.constantFrom(...SHM_FORMATS),
+  fc.constantFrom(64 * 4, 256 * 4, 4096 * 4, 0x3fff, 0x4000, 1 << 20, (1 << 20) + 4),
 );
 
 const argValue = fc.record({
