@@ -2,6 +2,7 @@
 // mutated (words overwritten with edge values, fds swapped for other kinds and sizes, hang-ups
 // and congestion inserted), and messages built from the protocol tables for whichever object an
 // id names at that moment, so that generated requests reach the hooks with well-typed arguments.
+import { ftruncateSync } from 'node:fs';
 import fc from 'fast-check';
 import { allInterfaces } from '../../src/generated/index.js';
 import * as native from '../../src/native/index.js';
@@ -54,7 +55,9 @@ export type Step =
       readonly fds: readonly FdSpec[];
     }
   | { readonly kind: 'hangup'; readonly side: Side }
-  | { readonly kind: 'congest'; readonly side: Side; readonly on: boolean };
+  | { readonly kind: 'congest'; readonly side: Side; readonly on: boolean }
+  /** The peer shrinks (or grows) a memory file it sent, under the proxy's mapping. */
+  | { readonly kind: 'truncate'; readonly memfd: number; readonly size: number };
 
 export interface RelayInput {
   readonly trace: number;
@@ -156,6 +159,14 @@ function step(events: boolean): fc.Arbitrary<Step> {
     {
       weight: 1,
       arbitrary: fc.record({ kind: fc.constant('congest' as const), side, on: fc.boolean() }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        kind: fc.constant('truncate' as const),
+        memfd: fc.nat(),
+        size: fc.oneof(fc.constantFrom(0, 1, 4095, 4096), fc.nat(1 << 20)),
+      }),
     },
   );
 }
@@ -373,8 +384,14 @@ export function runRelay(
   });
   const extra: number[] = [];
   let hungUp = false;
+  /** Our own handle on every memory file sent, to truncate it later. */
+  const memfds: number[] = [];
   const send = (side: Side, data: Uint8Array, specs: readonly FdSpec[]) => {
-    const fds = specs.map((s) => openFd(s, extra));
+    const fds = specs.map((s) => {
+      const fd = openFd(s, extra);
+      if (s.kind === 'memfd') memfds.push(reopen(fd, 'readwrite'));
+      return fd;
+    });
     (side === 'c' ? client : host).deliver(data, fds);
   };
   try {
@@ -384,7 +401,7 @@ export function runRelay(
     replay(0, at);
     for (const s of input.steps) {
       if (relayClosed) break;
-      const ep = s.side === 'c' ? client : host;
+      const ep = s.kind === 'truncate' || s.side === 'c' ? client : host;
       switch (s.kind) {
         case 'message':
           send(s.side, buildMessage(relay, s), s.fds);
@@ -399,6 +416,9 @@ export function runRelay(
         case 'congest':
           if (s.on) ep.congested = true;
           else ep.drain();
+          break;
+        case 'truncate':
+          if (memfds.length > 0) ftruncateSync(memfds[s.memfd % memfds.length], s.size);
       }
     }
     replay(at, ops.length);
@@ -411,7 +431,7 @@ export function runRelay(
     }
   } finally {
     relay.close();
-    for (const fd of extra) closeQuietly(fd);
+    for (const fd of [...extra, ...memfds]) closeQuietly(fd);
   }
 }
 
