@@ -175,6 +175,24 @@ export async function withoutFdLeak<T>(run: () => T | Promise<T>): Promise<T> {
   return result;
 }
 
+/**
+ * The warnings of the code under test. One that reports an internal error (an exception the code
+ * caught from itself, a bug however well contained) is a fault; FUZZ_DEBUG=1 prints them all,
+ * which shows how deep a target's inputs get.
+ */
+export class Warnings {
+  internal: string | null = null;
+  readonly warn = (message: string): void => {
+    if (process.env.FUZZ_DEBUG) console.error(`warning: ${message.slice(0, 120)}`);
+    if (message.includes('internal error')) this.internal ??= message;
+  };
+
+  /** Throws when an internal error was reported. */
+  check(where: string): void {
+    if (this.internal) throw new Error(`an exception inside ${where}: ${this.internal}`);
+  }
+}
+
 /** Values at the edges, where size and offset arithmetic goes wrong. */
 export const EDGE_U32 = [
   0, 1, 2, 3, 4, 7, 8, 0xff, 0x100, 0xfff, 0x1000, 0x1001, 0x7fff, 0x8000, 0xffff, 0x10000,

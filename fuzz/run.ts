@@ -7,6 +7,7 @@
 // the code under test, broken invariants, and fds left open; a target that stops making progress
 // for HANG_SECONDS is killed and reported as a hang. Prints executions per target; exits 1 on
 // any fault, with the input that caused it (and how to replay it) in fuzz/build/crashes/.
+// FUZZ_DEBUG=1 prints the warnings of the code under test: how deep the inputs get.
 import { fork } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -19,7 +19,7 @@ import {
 } from '../../src/virtgpu/protocol.js';
 import { closeQuietly } from '../../src/wire/fd-queue.js';
 import type { FdSpec, FuzzTarget } from '../harness.js';
-import { EDGE_U32, openFd } from '../harness.js';
+import { EDGE_U32, Warnings, openFd } from '../harness.js';
 import type { Trace } from './relay.js';
 
 const RAM = 1 << 16;
@@ -473,14 +473,11 @@ export async function runDevice(
 ): Promise<void> {
   const compositors: number[] = [];
   const extra: number[] = [];
-  let internal: string | null = null;
+  const warnings = new Warnings();
   const log = {
     verbose: false,
     info: () => {},
-    warn: (m: string) => {
-      if (process.env.FUZZ_DEBUG) console.error('W', m.slice(0, 100));
-      if (m.includes('internal error')) internal ??= m;
-    },
+    warn: warnings.warn,
   };
   const wayland = new HostWayland({
     socket: '/nonexistent',
@@ -550,7 +547,7 @@ export async function runDevice(
       device.handleCommand(cmd, memory, onReply);
     }
     await tick();
-    if (internal) throw new Error(`an exception inside the device: ${internal}`);
+    warnings.check('the device');
     if (fault) throw new Error(fault);
     if (replies > commands) throw new Error(`${replies} replies to ${commands} commands`);
   } finally {

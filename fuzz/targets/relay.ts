@@ -17,7 +17,7 @@ import { Relay } from '../../src/relay/relay.js';
 import type { ShadowAllocatorSource } from '../../src/relay/shm.js';
 import { closeQuietly, reopen } from '../../src/wire/fd-queue.js';
 import type { FdSpec, FuzzTarget } from '../harness.js';
-import { EDGE_U32, MemoryEndpoint, openFd } from '../harness.js';
+import { EDGE_U32, Warnings, MemoryEndpoint, openFd } from '../harness.js';
 
 /** One recorded read: which side's endpoint received it, its bytes, the fds that came with them. */
 export interface TraceOp {
@@ -370,17 +370,14 @@ export function runRelay(
   let client!: MemoryEndpoint;
   let host!: MemoryEndpoint;
   let relayClosed = false;
-  let internal: string | null = null;
+  const warnings = new Warnings();
   const relay = new Relay({
     tables,
     hooks: o.hooks(),
     connectClient: (h) => (client = new MemoryEndpoint(h)),
     connectHost: (h) => (host = new MemoryEndpoint(h)),
     onClose: () => (relayClosed = true),
-    warn: (m) => {
-      if (process.env.FUZZ_DEBUG) console.error('W', m.slice(0, 90));
-      if (m.includes('internal error')) internal ??= m;
-    },
+    warn: warnings.warn,
   });
   const extra: number[] = [];
   let hungUp = false;
@@ -422,7 +419,7 @@ export function runRelay(
       }
     }
     replay(at, ops.length);
-    if (internal) throw new Error(`an exception inside the relay: ${internal}`);
+    warnings.check('the relay');
     for (const ep of [client, host]) {
       if (ep.malformed) throw new Error(`the relay sent a malformed message: ${ep.malformed}`);
     }

@@ -10,7 +10,7 @@ import * as native from '../../src/native/index.js';
 import { VirtioGpuCmd } from '../../src/virtgpu/protocol.js';
 import { closeQuietly, reopen } from '../../src/wire/fd-queue.js';
 import type { FuzzTarget } from '../harness.js';
-import { EDGE_U32 } from '../harness.js';
+import { EDGE_U32, Warnings } from '../harness.js';
 
 const RAM = 1 << 16;
 /** The VMM's address of guest RAM, as SET_MEM_TABLE gives it (user addresses). */
@@ -214,15 +214,12 @@ export async function runVhostUser(input: VhostUserInput): Promise<void> {
   const ramFd = native.memfdCreate('fuzz-guest-ram', RAM);
   const ram = native.mmap(ramFd, 0, RAM, true);
   const extra: number[] = [];
-  let internal: string | null = null;
+  const warnings = new Warnings();
   let closed = false;
   const log = {
     verbose: false,
     info: () => {},
-    warn: (m: string) => {
-      if (process.env.FUZZ_DEBUG) console.error('W', m.slice(0, 100));
-      if (m.includes('internal error')) internal ??= m;
-    },
+    warn: warnings.warn,
   };
   const wayland = new HostWayland({
     socket: '/nonexistent',
@@ -319,7 +316,7 @@ export async function runVhostUser(input: VhostUserInput): Promise<void> {
       }
     }
     await tick();
-    if (internal) throw new Error(`an exception inside tswl-host's vhost-user: ${internal}`);
+    warnings.check("tswl-host's vhost-user");
   } finally {
     conn.close();
     native.munmap(ram);

@@ -14,7 +14,7 @@ import { VM_BOUNDARY_HIDDEN_GLOBALS } from '../../src/relay/policy.js';
 import { Relay } from '../../src/relay/relay.js';
 import { closeQuietly } from '../../src/wire/fd-queue.js';
 import type { FdSpec, FuzzTarget } from '../harness.js';
-import { EDGE_U32, MemoryEndpoint, openFd } from '../harness.js';
+import { EDGE_U32, Warnings, MemoryEndpoint, openFd } from '../harness.js';
 import type { Trace } from './relay.js';
 
 function errno(code: string): Error {
@@ -225,7 +225,7 @@ export async function runVirtWl(input: VirtWlInput, traces: readonly Decoded[]):
   const io = new FakeVirtWl();
   const extra: number[] = [];
   let client!: MemoryEndpoint;
-  let internal: string | null = null;
+  const warnings = new Warnings();
   let closed = false;
   const host = trace.host.map((b) => Buffer.from(b));
   const relay = new Relay({
@@ -238,10 +238,7 @@ export async function runVirtWl(input: VirtWlInput, traces: readonly Decoded[]):
     connectClient: (h) => (client = new MemoryEndpoint(h)),
     connectHost: (h) => new VirtWlLink(io, io.open(), h),
     onClose: () => (closed = true),
-    warn: (m) => {
-      if (process.env.FUZZ_DEBUG) console.error('W', m.slice(0, 100));
-      if (m.includes('internal error')) internal ??= m;
-    },
+    warn: warnings.warn,
   });
   let next = 0;
   try {
@@ -286,7 +283,7 @@ export async function runVirtWl(input: VirtWlInput, traces: readonly Decoded[]):
       }
     }
     await tick();
-    if (internal) throw new Error(`an exception inside the relay: ${internal}`);
+    warnings.check('the relay');
     if (client.malformed)
       throw new Error(`the relay sent a malformed message: ${client.malformed}`);
   } finally {

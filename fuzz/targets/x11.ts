@@ -206,8 +206,9 @@ export async function runX11(input: X11Input): Promise<void> {
       }
     }
     await tick();
-    if (process.env.FUZZ_DEBUG)
-      console.error('W', wm.atoms ? `started, ${wm.windows.size} windows` : 'not started');
+    if (process.env.FUZZ_DEBUG) {
+      console.error(`the WM ${wm.atoms ? `started, ${wm.windows.size} windows` : 'did not start'}`);
+    }
     if (fault) throw fault;
   } finally {
     conn.close();
