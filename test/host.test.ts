@@ -6,7 +6,7 @@
 //     link envelope over SOCK_SEQPACKET, including misbehaving ones and an fd-leak check; and
 //     against weston's x11 backend under Xvfb, whose seat sends a real keymap fd.
 
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -17,227 +17,44 @@ import type { GuestBacking, GuestMemory, MemEntry } from '../src/host/guest-memo
 import type { FdLedger } from '../src/host/fds.js';
 import * as native from '../src/native/index.js';
 import {
-  BlobMem,
   CrossDomainCmd,
   CrossDomainId,
   VirtioGpuCmd,
-  VirtioGpuFlag,
   VirtioGpuResp,
 } from '../src/virtgpu/protocol.js';
 import { type Running, killAll, start, stop, waitFor } from './support/processes.js';
 import { type HeadlessWeston, repoRoot, startHeadlessWeston } from './support/weston.js';
+import { LinkGuest, fdCount } from './support/link-guest.js';
+import {
+  type Fence,
+  NV12,
+  R8,
+  RING,
+  type RingMessage,
+  XR24,
+  YV12,
+  cdHeader,
+  cdImageReqs,
+  cdInit,
+  cdPoll,
+  cdSend,
+  cdWrite,
+  ctxCreate,
+  guestBlob,
+  hdr,
+  host3dBlob,
+  mapBlob,
+  parseReqs,
+  parseRing,
+  resourceCmd,
+  sleep,
+  submit,
+  wl,
+  wlEvents,
+  wlString,
+} from './support/virtgpu-commands.js';
 
-const XR24 = fourcc('XR24');
-const NV12 = fourcc('NV12');
-const YV12 = fourcc('YV12');
-const R8 = fourcc('R8  ');
-const RING = 4096;
-
-// ---- virtio-gpu and cross-domain command builders --------------------------------------------
-
-interface Fence {
-  id: bigint;
-  ring?: number;
-}
-
-function hdr(type: number, size: number, ctxId = 0, fence?: Fence): Buffer {
-  const b = Buffer.alloc(size);
-  b.writeUInt32LE(type, 0);
-  if (fence) {
-    b.writeUInt32LE(
-      VirtioGpuFlag.FENCE | (fence.ring !== undefined ? VirtioGpuFlag.INFO_RING_IDX : 0),
-      4,
-    );
-    b.writeBigUInt64LE(fence.id, 8);
-    b[20] = fence.ring ?? 0;
-  }
-  b.writeUInt32LE(ctxId, 16);
-  return b;
-}
-
-function ctxCreate(ctxId: number, capset = 5, name = 'test'): Buffer {
-  const b = hdr(VirtioGpuCmd.CTX_CREATE, 96, ctxId);
-  b.writeUInt32LE(name.length, 24);
-  b.writeUInt32LE(capset, 28);
-  b.write(name, 32);
-  return b;
-}
-
-function resourceCmd(type: number, resId: number, ctxId = 0): Buffer {
-  const b = hdr(type, 32, ctxId);
-  b.writeUInt32LE(resId, 24);
-  return b;
-}
-
-function guestBlob(resId: number, addr: bigint, size: number): Buffer {
-  const b = hdr(VirtioGpuCmd.RESOURCE_CREATE_BLOB, 56 + 16);
-  b.writeUInt32LE(resId, 24);
-  b.writeUInt32LE(BlobMem.GUEST, 28);
-  b.writeUInt32LE(1, 32); // USE_MAPPABLE
-  b.writeUInt32LE(1, 36);
-  b.writeBigUInt64LE(BigInt(size), 48);
-  b.writeBigUInt64LE(addr, 56);
-  b.writeUInt32LE(size, 64);
-  return b;
-}
-
-function host3dBlob(ctxId: number, resId: number, blobId: number, size: number): Buffer {
-  const b = hdr(VirtioGpuCmd.RESOURCE_CREATE_BLOB, 56, ctxId);
-  b.writeUInt32LE(resId, 24);
-  b.writeUInt32LE(BlobMem.HOST3D, 28);
-  b.writeUInt32LE(3, 32); // MAPPABLE | SHAREABLE
-  b.writeBigUInt64LE(BigInt(blobId), 40);
-  b.writeBigUInt64LE(BigInt(size), 48);
-  return b;
-}
-
-function mapBlob(resId: number, offset = 0n): Buffer {
-  const b = hdr(VirtioGpuCmd.RESOURCE_MAP_BLOB, 40);
-  b.writeUInt32LE(resId, 24);
-  b.writeBigUInt64LE(offset, 32);
-  return b;
-}
-
-function submit(ctxId: number, cmds: Buffer, fence?: Fence): Buffer {
-  const b = Buffer.concat([hdr(VirtioGpuCmd.SUBMIT_3D, 32, ctxId, fence), cmds]);
-  b.writeUInt32LE(cmds.length, 24);
-  return b;
-}
-
-function cdHeader(cmd: number, size: number, cmdSize = size): Buffer {
-  const b = Buffer.alloc(size);
-  b[0] = cmd;
-  b.writeUInt16LE(cmdSize, 2);
-  return b;
-}
-
-function cdInit(queryRing: number, channelRing: number, channelType = 1): Buffer {
-  const b = cdHeader(CrossDomainCmd.INIT, 20);
-  b.writeUInt32LE(queryRing, 8);
-  b.writeUInt32LE(channelRing, 12);
-  b.writeUInt32LE(channelType, 16);
-  return b;
-}
-
-function cdImageReqs(width: number, height: number, format: number): Buffer {
-  const b = cdHeader(CrossDomainCmd.GET_IMAGE_REQUIREMENTS, 24);
-  b.writeUInt32LE(width, 8);
-  b.writeUInt32LE(height, 12);
-  b.writeUInt32LE(format, 16);
-  b.writeUInt32LE(0x11, 20);
-  return b;
-}
-
-const cdPoll = (): Buffer => cdHeader(CrossDomainCmd.POLL, 16);
-
-function cdSend(data: Buffer, ids: { id: number; type: number }[] = []): Buffer {
-  const b = cdHeader(CrossDomainCmd.SEND, 352 + data.length);
-  b.writeUInt32LE(ids.length, 8);
-  b.writeUInt32LE(data.length, 12);
-  ids.forEach((x, i) => {
-    b.writeUInt32LE(x.id, 16 + 4 * i);
-    b.writeUInt32LE(x.type, 128 + 4 * i);
-  });
-  data.copy(b, 352);
-  return b;
-}
-
-function cdWrite(id: number, data: Buffer, hangUp: boolean): Buffer {
-  const b = cdHeader(CrossDomainCmd.WRITE, 24 + data.length);
-  b.writeUInt32LE(id, 8);
-  b.writeUInt32LE(hangUp ? 1 : 0, 12);
-  b.writeUInt32LE(data.length, 16);
-  data.copy(b, 24);
-  return b;
-}
-
-/** A message in the channel ring. */
-type RingMessage =
-  | { cmd: 'receive'; data: Buffer; ids: { id: number; type: number; size: number }[] }
-  | { cmd: 'read'; id: number; hangUp: boolean; data: Buffer };
-
-function parseRing(ring: Buffer): RingMessage {
-  if (ring[0] === CrossDomainCmd.RECEIVE) {
-    const count = ring.readUInt32LE(8);
-    const size = ring.readUInt32LE(12);
-    const ids = [];
-    for (let i = 0; i < count; i++) {
-      ids.push({
-        id: ring.readUInt32LE(16 + 4 * i),
-        type: ring.readUInt32LE(128 + 4 * i),
-        size: ring.readUInt32LE(240 + 4 * i),
-      });
-    }
-    return { cmd: 'receive', data: Buffer.from(ring.subarray(352, 352 + size)), ids };
-  }
-  expect(ring[0]).toBe(CrossDomainCmd.READ);
-  return {
-    cmd: 'read',
-    id: ring.readUInt32LE(8),
-    hangUp: ring.readUInt32LE(12) !== 0,
-    data: Buffer.from(ring.subarray(24, 24 + ring.readUInt32LE(16))),
-  };
-}
-
-function parseReqs(ring: Buffer) {
-  return {
-    strides: [0, 1, 2, 3].map((i) => ring.readUInt32LE(4 * i)),
-    offsets: [0, 1, 2, 3].map((i) => ring.readUInt32LE(16 + 4 * i)),
-    modifier: ring.readBigUInt64LE(32),
-    size: Number(ring.readBigUInt64LE(40)),
-    blobId: ring.readUInt32LE(48),
-    mapInfo: ring.readUInt32LE(52),
-    memoryIdx: ring.readInt32LE(56),
-    physicalDeviceIdx: ring.readInt32LE(60),
-  };
-}
-
-// ---- Wayland wire helpers ----------------------------------------------------------------------
-
-function wl(id: number, opcode: number, ...args: (number | string)[]): Buffer {
-  const parts: Buffer[] = [];
-  for (const a of args) {
-    if (typeof a === 'number') {
-      const b = Buffer.alloc(4);
-      b.writeUInt32LE(a >>> 0);
-      parts.push(b);
-    } else {
-      const len = Buffer.byteLength(a) + 1;
-      const b = Buffer.alloc(4 + Math.ceil(len / 4) * 4);
-      b.writeUInt32LE(len);
-      b.write(a, 4);
-      parts.push(b);
-    }
-  }
-  const body = Buffer.concat(parts);
-  const h = Buffer.alloc(8);
-  h.writeUInt32LE(id);
-  h.writeUInt32LE(((8 + body.length) << 16) | opcode, 4);
-  return Buffer.concat([h, body]);
-}
-
-interface WlEvent {
-  id: number;
-  opcode: number;
-  body: Buffer;
-}
-
-/** Splits whole Wayland messages off the front of `buf`; returns them and the rest. */
-function wlEvents(buf: Buffer): { events: WlEvent[]; rest: Buffer } {
-  const events: WlEvent[] = [];
-  let pos = 0;
-  while (buf.length - pos >= 8) {
-    const size = buf.readUInt32LE(pos + 4) >>> 16;
-    if (size < 8 || buf.length - pos < size) break;
-    events.push({
-      id: buf.readUInt32LE(pos),
-      opcode: buf.readUInt32LE(pos + 4) & 0xffff,
-      body: buf.subarray(pos + 8, pos + size),
-    });
-    pos += size;
-  }
-  return { events, rest: buf.subarray(pos) };
-}
+// ---- Wayland through a context ----------------------------------------------------------------
 
 /**
  * A wl_display.sync from the guest (new callback `id`) and its wl_callback.done from the
@@ -256,13 +73,6 @@ async function roundTrip(
   native.sendmsg(compositorFd, done, 0, done.length, [], 0);
   expect(await h.poll(ctxId, channelRing)).toEqual({ cmd: 'receive', data: done, ids: [] });
 }
-
-function wlString(body: Buffer, at: number): string {
-  const len = body.readUInt32LE(at);
-  return body.toString('utf8', at + 4, at + 4 + len - 1);
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // ---- in-process harness -------------------------------------------------------------------------
 
@@ -880,132 +690,6 @@ describe('tswl-host device model (in process)', () => {
 
 const hostBin = join(repoRoot, 'bin/tswl-host');
 
-/** A test guest: speaks the local-link envelope; replies are matched by tag. */
-class LinkGuest {
-  readonly fd: number;
-  private tag = 1;
-  private fenceId = 1n;
-  private readonly replies = new Map<number, { response: Buffer; fds: number[] }>();
-  private readonly buf = Buffer.alloc(70000);
-  private readonly out = new Int32Array(native.RECV_OUT_LENGTH);
-  eof = false;
-  /** Memory files of GUEST blobs, mapped to read the rings. */
-  private readonly maps = new Map<number, { fd: number; mem: Buffer }>();
-
-  constructor(path: string) {
-    this.fd = native.connectSeqpacket(path);
-  }
-
-  post(cmd: Buffer, fds: number[] = []): number {
-    const tag = this.tag++;
-    const packet = Buffer.concat([Buffer.alloc(8), cmd]);
-    packet.writeUInt32LE(tag, 0);
-    expect(native.sendmsg(this.fd, packet, 0, packet.length, fds, fds.length)).toBe(packet.length);
-    return tag;
-  }
-
-  async reply(tag: number, timeoutMs = 5000): Promise<{ response: Buffer; fds: number[] }> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const r = this.replies.get(tag);
-      if (r) {
-        this.replies.delete(tag);
-        return r;
-      }
-      if (this.eof) throw new Error('the host closed the link');
-      if (Date.now() > deadline) throw new Error(`no reply to tag ${tag}`);
-      const n = native.recvmsg(this.fd, this.buf, 0, this.buf.length, this.out);
-      if (n === 0) this.eof = true;
-      else if (n < 0) await sleep(5);
-      else {
-        const fds = Array.from(this.out.subarray(2, 2 + this.out[0]));
-        this.replies.set(this.buf.readUInt32LE(0), {
-          response: Buffer.from(this.buf.subarray(8, n)),
-          fds,
-        });
-      }
-    }
-  }
-
-  async call(cmd: Buffer, fds: number[] = []): Promise<{ response: Buffer; fds: number[] }> {
-    return this.reply(this.post(cmd, fds));
-  }
-
-  async type(cmd: Buffer, fds: number[] = []): Promise<number> {
-    const r = await this.call(cmd, fds);
-    r.fds.forEach((fd) => native.close(fd));
-    return r.response.readUInt32LE(0);
-  }
-
-  fence(ring?: number): Fence {
-    return { id: this.fenceId++, ring };
-  }
-
-  /** A GUEST blob backed by a fresh memfd, mapped here to read what the host writes. */
-  async ring(resId: number, ctxId: number): Promise<Buffer> {
-    const fd = native.memfdCreate('ring', RING);
-    const mem = native.mmap(fd, 0, RING, true);
-    this.maps.set(resId, { fd, mem });
-    expect(await this.type(guestBlob(resId, 0n, RING), [fd])).toBe(VirtioGpuResp.OK_NODATA);
-    expect(await this.type(resourceCmd(VirtioGpuCmd.CTX_ATTACH_RESOURCE, resId, ctxId))).toBe(
-      VirtioGpuResp.OK_NODATA,
-    );
-    return mem;
-  }
-
-  /** CTX_CREATE, both rings, INIT with a Wayland channel. */
-  async context(ctxId: number): Promise<{ query: Buffer; channel: Buffer }> {
-    expect(await this.type(ctxCreate(ctxId))).toBe(VirtioGpuResp.OK_NODATA);
-    const query = await this.ring(ctxId * 10, ctxId);
-    const channel = await this.ring(ctxId * 10 + 1, ctxId);
-    expect(await this.type(submit(ctxId, cdInit(ctxId * 10, ctxId * 10 + 1)))).toBe(
-      VirtioGpuResp.OK_NODATA,
-    );
-    return { query, channel };
-  }
-
-  async query(ctxId: number, cmds: Buffer): Promise<number> {
-    return this.type(submit(ctxId, cmds, this.fence(0)));
-  }
-
-  /** POLLs ring 1 until `done` says the Wayland events seen so far are enough. */
-  async pollUntil(
-    ctxId: number,
-    channel: Buffer,
-    done: (events: WlEvent[]) => boolean,
-    ids: { id: number; type: number; size: number }[] = [],
-  ): Promise<WlEvent[]> {
-    const events: WlEvent[] = [];
-    let pending = Buffer.alloc(0);
-    const deadline = Date.now() + 10000;
-    while (!done(events)) {
-      if (Date.now() > deadline) throw new Error('the expected events did not come');
-      expect(await this.type(submit(ctxId, cdPoll(), this.fence(1)))).toBe(VirtioGpuResp.OK_NODATA);
-      const m = parseRing(channel);
-      if (m.cmd !== 'receive') continue;
-      if (m.data.length === 0) throw new Error('the compositor hung up');
-      ids.push(...m.ids);
-      const split = wlEvents(Buffer.concat([pending, m.data]));
-      events.push(...split.events);
-      pending = Buffer.from(split.rest);
-    }
-    return events;
-  }
-
-  close(): void {
-    for (const m of this.maps.values()) {
-      native.munmap(m.mem);
-      native.close(m.fd);
-    }
-    this.maps.clear();
-    native.close(this.fd);
-  }
-}
-
-function fdCount(pid: number): number {
-  return readdirSync(`/proc/${pid}/fd`).length;
-}
-
 describe('tswl-host over the local link, with weston', () => {
   let w: HeadlessWeston;
   let host: Running;
@@ -1196,7 +880,7 @@ describe('tswl-host over the local link, with weston', () => {
     expect(log).toMatch(/blob id 9999 is not an item of context 5/);
     expect(log).toMatch(/command 0xabc: unknown or unsupported command/);
     expect(log).toMatch(/a GUEST blob takes exactly one memfd with its command; 0 came/);
-    expect(log).toMatch(/1 fd\(s\) came with a command that took none/);
+    expect(log).toMatch(/1 fd\(s\) came with a command that did not take them/);
 
     // A broken envelope disconnects only that guest.
     const broken = new LinkGuest(linkPath);

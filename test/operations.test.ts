@@ -4,6 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
+import { Desktop } from './support/desktop.js';
 import { killAll, type Running, start, stop, waitFor, accepts } from './support/processes.js';
 import {
   type HeadlessWeston,
@@ -113,6 +114,56 @@ describe('tracing', () => {
     }
   });
 
+  test('motion, delete, region and hints: each hides exactly its messages', async () => {
+    // weston with a seat, so that pointer motion reaches the client
+    const desktop = await Desktop.start();
+    try {
+      const trace = async (suppress: string): Promise<string> => {
+        const proxy = start(
+          proxyBin,
+          [
+            '--host-display',
+            join(desktop.runtimeDir, 'wayland-0'),
+            '--log-suppress',
+            suppress,
+            'weston-terminal',
+          ],
+          { ...desktop.clientEnv(NOWHERE), WAYLAND_DEBUG_PROXY: 'client' },
+        );
+        try {
+          await waitFor('the window', () => /wl_surface@\d+\.commit/.test(proxy.output()));
+          await desktop.stableScreenshot(join(desktop.runtimeDir, 'suppress.png'));
+          // move the pointer across the window: motion events reach the client
+          for (const x of [100, 200, 300]) desktop.xdotool('mousemove', String(x), '200');
+          await waitFor('the pointer to move', () =>
+            /wl_pointer@\d+\.(enter|motion)/.test(proxy.output()),
+          );
+          await new Promise((r) => setTimeout(r, 300));
+          return proxy.output();
+        } finally {
+          await stop(proxy);
+        }
+      };
+      const classes = {
+        motion: /<- wl_pointer@\d+\.(motion|frame)\(/,
+        delete: /<- wl_display@1\.delete_id\(/,
+        region:
+          /-> (wl_compositor@\d+\.create_region|wl_region@\d+\.|wl_surface@\d+\.set_(opaque|input)_region)/,
+        hints: /-> (xdg_surface@\d+\.set_window_geometry|xdg_toplevel@\d+\.set_(min|max)_size)\(/,
+      };
+      const all = await trace('');
+      for (const [name, re] of Object.entries(classes)) expect(all, name).toMatch(re);
+      const hidden = await trace(Object.keys(classes).join(','));
+      for (const [name, re] of Object.entries(classes)) expect(hidden, name).not.toMatch(re);
+      // and nothing else went: the pointer still enters, the surface still commits
+      expect(hidden).toMatch(/<- wl_pointer@\d+\.enter\(/);
+      expect(hidden).toMatch(/-> wl_surface@\d+\.commit\(\)/);
+    } finally {
+      killAll();
+      await desktop.stop();
+    }
+  });
+
   test('an unknown class is a clear error', () => {
     const run = spawnSync(proxyBin, ['--log-suppress', 'motion,bogus'], { encoding: 'utf8' });
     expect(run.status).toBe(1);
@@ -169,6 +220,44 @@ describe('the log ring and its control FIFO', () => {
     expect(proxy.child.exitCode).toBeNull();
     await stop(client);
     await stop(proxy);
+  });
+});
+
+describe('a fatal error', () => {
+  test('appends the log ring to its file, and the proxy exits 70', async () => {
+    const w = await weston();
+    const logFile = join(w.runtimeDir, 'proxy.log');
+    // a bug that escapes everything, planted from outside: the real handler deals with it
+    const bug = join(w.runtimeDir, 'bug.mjs');
+    writeFileSync(
+      bug,
+      "process.on('SIGUSR2', () => setImmediate(() => { throw new Error('planted bug'); }));\n",
+    );
+    const proxy = start(
+      process.execPath,
+      [
+        '--import',
+        bug,
+        proxyBin,
+        '-v',
+        '--host-display',
+        join(w.runtimeDir, 'wayland-0'),
+        '--log-ring-path',
+        logFile,
+      ],
+      { ...w.env, WAYLAND_DISPLAY: NOWHERE },
+    );
+    await waitFor('the proxy', () => accepts(join(w.runtimeDir, 'wayland-1')));
+    const info = spawnSync('wayland-info', [], { env: { ...w.env, WAYLAND_DISPLAY: 'wayland-1' } });
+    expect(info.status).toBe(0);
+    process.kill(proxy.child.pid!, 'SIGUSR2');
+    expect(await proxy.exited).toBe(70);
+    const dumped = readFileSync(logFile, 'utf8');
+    expect(dumped).toMatch(/=== tswl-proxy log, fatal error,/);
+    // what wayland-info did is in it
+    expect(dumped).toMatch(/client#\d+\s+-> wl_display@1\.get_registry/);
+    expect(proxy.output()).toMatch(/fatal error: Error: planted bug/);
+    expect(existsSync(join(w.runtimeDir, 'wayland-1'))).toBe(false);
   });
 });
 

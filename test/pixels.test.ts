@@ -5,7 +5,10 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Desktop, colourCount, differingPixels, withFrozenWallClock } from './support/desktop.js';
+import * as native from '../src/native/index.js';
+import { startCrossDomainProxy } from './support/cross-domain.js';
 import { killAll, type Running, start, stop, waitFor } from './support/processes.js';
+import { ShmClient } from './support/shm-client.js';
 import { NOWHERE, proxyBin, repoRoot } from './support/weston.js';
 
 const hostBin = join(repoRoot, 'bin/tswl-host');
@@ -120,4 +123,95 @@ describe('input through the proxy', () => {
       expect(readFileSync(file, 'utf8')).toBe('typed-through-tswl\n');
     },
   );
+});
+
+describe('damage-only copying across the cross-domain path, on screen', () => {
+  /**
+   * A toplevel that moves a 10×10 square over a still background, damaging only the square's old
+   * and new places each frame; returns once the last frame is committed.
+   */
+  async function movingSquare(socket: string): Promise<ShmClient> {
+    const c = new ShmClient(socket);
+    const { compositor, shm } = await c.setup();
+    const wmBase = c.newId();
+    c.message(2, 0, (w) => {
+      w.uint(c.globals.get('xdg_wm_base')!);
+      w.string('xdg_wm_base');
+      w.uint(1);
+      w.newId(wmBase);
+    });
+    const surface = c.createSurface(compositor);
+    const xdgSurface = c.newId();
+    c.message(wmBase, 2, (w) => [w.newId(xdgSurface), w.object(surface)]);
+    const toplevel = c.newId();
+    c.message(xdgSurface, 1, (w) => w.newId(toplevel));
+    c.commit(surface);
+    const events = await c.roundtrip();
+    const configure = events.find((e) => e.id === xdgSurface && e.opcode === 0)!;
+    const size = events.find((e) => e.id === toplevel && e.opcode === 0)!;
+    c.message(xdgSurface, 4, (w) => w.uint(configure.body.readUInt32LE(0))); // ack_configure
+    const W = size.body.readInt32LE(0) || 640;
+    const H = size.body.readInt32LE(4) || 480;
+    const stride = W * 4;
+    const frame = stride * H;
+    const memfd = native.memfdCreate('moving-square', frame * 2);
+    const pixels = native.mmap(memfd, 0, frame * 2, true);
+    const pool = c.createPool(shm, memfd, frame * 2);
+    const buffers = [0, 1].map((i) => c.createBuffer(pool, i * frame, W, H, stride));
+    const draw = (i: number, x: number, y: number): void => {
+      for (let p = i * frame; p < (i + 1) * frame; p += 4) pixels.writeUInt32LE(0xff3060a0, p);
+      for (let row = y; row < y + 10; row++)
+        for (let col = x; col < x + 10; col++)
+          pixels.writeUInt32LE(0xfff0c020, i * frame + row * stride + col * 4);
+    };
+    let last: [number, number] | null = null;
+    for (let n = 0; n < 20; n++) {
+      const [x, y] = [20 + n * 25, 30 + n * 17];
+      draw(n % 2, x, y);
+      c.attach(surface, buffers[n % 2]);
+      if (!last) c.damage(surface, 0, 0, W, H);
+      else c.damage(surface, last[0], last[1], 10, 10).damage(surface, x, y, 10, 10);
+      c.commit(surface);
+      last = [x, y];
+      await c.roundtrip();
+      // answer weston's pings, as any client does
+      for (const e of c.events.filter((e) => e.id === wmBase && e.opcode === 0).splice(0))
+        c.message(wmBase, 3, (w) => w.uint(e.body.readUInt32LE(0)));
+    }
+    native.munmap(pixels);
+    native.close(memfd);
+    return c;
+  }
+
+  test('a moving square copies only its damage, and the screen shows what a direct run shows', async () => {
+    const direct = join(shots, 'square-direct.png');
+    const c = await movingSquare(join(desktop.runtimeDir, 'wayland-0'));
+    await desktop.stableScreenshot(direct);
+    c.close();
+    await waitFor('the window to go', async () => {
+      desktop.screenshot(join(shots, 'empty.png'));
+      return colourCount(join(shots, 'empty.png')) <= 2;
+    });
+    const compositor = {
+      runtimeDir: desktop.runtimeDir,
+      env: desktop.clientEnv(),
+      stop: async () => {},
+    };
+    const proxy = startCrossDomainProxy(compositor, gpuPath());
+    try {
+      const before = native.copiedBytes();
+      const p = await movingSquare(join(desktop.runtimeDir, 'wayland-1'));
+      const copied = native.copiedBytes() - before;
+      const shot = join(shots, 'square-cross-domain.png');
+      await desktop.stableScreenshot(shot);
+      expect(differingPixels(direct, shot)).toBe(0);
+      // the first frame of each of the (at most three) host buffers whole, then the squares only
+      const frame = 640 * 480 * 4;
+      expect(copied).toBeGreaterThanOrEqual(2 * frame);
+      expect(copied).toBeLessThanOrEqual(3 * frame + 20 * 4 * 10 * 10 * 4);
+      p.close();
+    } finally {
+      proxy.close();
+    }
+  });
 });

@@ -13,6 +13,7 @@ import {
   CROSS_DOMAIN_QUERY_RING,
   CTRL_HDR_SIZE,
   CTX_CREATE_SIZE,
+  CrossDomainCmd,
   CtrlHdr,
   GET_CAPSET_INFO_SIZE,
   GET_CAPSET_SIZE,
@@ -589,8 +590,11 @@ export class GpuDevice {
     this.log.info(`${this.options.name}: ${message}`);
   }
 
-  /** A refused command: a warning, until this guest has had its share of them. */
-  private warn(message: string): void {
+  /**
+   * A refused command (or what a transport refused of this guest): a warning, until this guest
+   * has had its share of them.
+   */
+  warn(message: string): void {
     this.warnings++;
     if (this.warnings <= MAX_WARNINGS) this.log.warn(`${this.options.name}: ${message}`);
     if (this.warnings === MAX_WARNINGS) {
@@ -599,6 +603,25 @@ export class GpuDevice {
       this.info(message);
     }
   }
+}
+
+/**
+ * Whether a control command only waits for the host (a SUBMIT_3D of POLLs alone): such a command
+ * adds nothing to a guest's backlog, so it goes on while the guest's other commands are held back
+ * (a paste between two of its clients drains only through its polls).
+ */
+export function onlyPolls(cmd: Uint8Array): boolean {
+  if (cmd.length < SUBMIT_3D_SIZE + 8) return false;
+  const v = new DataView(cmd.buffer, cmd.byteOffset, cmd.byteLength);
+  if (v.getUint32(CtrlHdr.TYPE, true) !== VirtioGpuCmd.SUBMIT_3D) return false;
+  const end = SUBMIT_3D_SIZE + v.getUint32(24, true);
+  if (end > cmd.length) return false;
+  for (let pos = SUBMIT_3D_SIZE; pos < end;) {
+    const size = end - pos >= 8 ? v.getUint16(pos + 2, true) : 0;
+    if (cmd[pos] !== CrossDomainCmd.POLL || size < 8) return false;
+    pos += size;
+  }
+  return true;
 }
 
 function header(type: number, size = CTRL_HDR_SIZE): Buffer {

@@ -62,16 +62,24 @@ export class Outbox {
   }
 }
 
+/** A reader that takes nothing for this long while data waits is stuck: its paste is cut short. */
+export const PIPE_STALL_MS = 10_000;
+
 /**
  * The write end of a pipe the compositor gave the guest (identifier type WRITE_PIPE): the guest's
  * WRITEs go into it. Writes never block; what the reader has not taken yet waits, and counts in
  * the guest's backlog, so a slow reader slows the guest down as a blocking pipe would under crosvm.
+ * A reader that takes nothing at all for PIPE_STALL_MS loses the rest (so that another VM or a
+ * stuck application cannot hold this guest back for ever).
  */
 export class WritePipe {
   private readonly outbox: Outbox;
   private poller: native.Poller | null = null;
   private closeWhenDrained = false;
   private broken = false;
+  /** When the reader last took bytes, while some waited. */
+  private progressAt = 0;
+  private stallTimer: NodeJS.Timeout | null = null;
   closed = false;
 
   constructor(
@@ -110,6 +118,29 @@ export class WritePipe {
     }
     this.outbox.push(src, start, end, []);
     this.watch();
+    if (!this.stallTimer) {
+      this.progressAt = Date.now();
+      this.checkStall();
+    }
+  }
+
+  /** Gives up on a reader that took nothing for PIPE_STALL_MS while data waited. */
+  private checkStall(): void {
+    const left = this.progressAt + PIPE_STALL_MS - Date.now();
+    if (left > 0) {
+      this.stallTimer = setTimeout(() => this.checkStall(), left);
+      this.stallTimer.unref();
+      return;
+    }
+    this.stallTimer = null;
+    this.fail(
+      `write pipe 0x${this.id.toString(16)}: its reader took nothing for ${PIPE_STALL_MS / 1000} s; the rest (${this.outbox.bytes} bytes) is dropped`,
+    );
+  }
+
+  private stopStallTimer(): void {
+    if (this.stallTimer) clearTimeout(this.stallTimer);
+    this.stallTimer = null;
   }
 
   /** The guest is done (hang_up): close once what is queued has been written. */
@@ -123,6 +154,7 @@ export class WritePipe {
     this.closed = true;
     this.poller?.close();
     this.poller = null;
+    this.stopStallTimer();
     const hadBacklog = !this.outbox.empty;
     this.outbox.clear();
     this.ledger.close(this.fd);
@@ -133,6 +165,7 @@ export class WritePipe {
   private fail(message: string): void {
     this.note(message);
     this.broken = true;
+    this.stopStallTimer();
     const hadBacklog = !this.outbox.empty;
     this.outbox.clear();
     this.poller?.update(0);
@@ -151,11 +184,15 @@ export class WritePipe {
   private onPoll(errorCode: string | null): void {
     if (this.closed) return;
     if (errorCode) return this.fail(`write pipe 0x${this.id.toString(16)}: poll: ${errorCode}`);
+    const before = this.outbox.bytes;
     try {
-      if (!this.outbox.flush((buf, s, e) => native.writeFd(this.fd, buf, s, e))) return;
+      const drained = this.outbox.flush((buf, s, e) => native.writeFd(this.fd, buf, s, e));
+      if (this.outbox.bytes < before) this.progressAt = Date.now();
+      if (!drained) return;
     } catch (e) {
       return this.fail(`write pipe 0x${this.id.toString(16)}: ${(e as Error).message}`);
     }
+    this.stopStallTimer();
     this.poller?.update(0);
     this.onDrained();
     if (this.closeWhenDrained) this.close();

@@ -6,7 +6,7 @@ import { writeSync } from 'node:fs';
 import * as native from '../native/index.js';
 import { LOCAL_LINK_ENVELOPE_SIZE, LOCAL_LINK_MAX_PACKET } from '../virtgpu/protocol.js';
 import { BACKLOG_PAUSE, type GuestLimits } from './budget.js';
-import { GpuDevice, type Reply } from './device.js';
+import { GpuDevice, type Reply, onlyPolls } from './device.js';
 import { type DeviceLog, errorMessage } from './errors.js';
 import { type FdLedger, closeQuietly } from './fds.js';
 import type { GuestBacking, GuestMemory, MemEntry } from './guest-memory.js';
@@ -22,6 +22,8 @@ export interface LocalLinkOptions {
 
 /** Packets handled per readiness callback, so that one busy guest cannot starve the others. */
 const PACKETS_PER_TURN = 64;
+/** Packets held back while a guest is paused, before its socket is left to fill. */
+const MAX_PARKED = 256;
 
 /**
  * A GUEST blob's memory on the local link: the memfd that came with RESOURCE_CREATE_BLOB, its
@@ -106,6 +108,8 @@ export class LinkGuest {
   private readonly outQueue: Outgoing[] = [];
   private closing = false;
   private resumeScheduled = false;
+  /** Packets held back while the guest's backlog is paused, in order, with their fds. */
+  private readonly parked: { packet: Buffer; fds: number[] }[] = [];
   closed = false;
 
   constructor(
@@ -141,8 +145,9 @@ export class LinkGuest {
     if (reason) this.log.warn(`${this.name}: ${reason}; disconnecting it`);
     this.device.destroy();
     this.poller.close();
-    for (const o of this.outQueue) for (const fd of o.fds) closeQuietly(fd);
+    for (const o of [...this.outQueue, ...this.parked]) for (const fd of o.fds) closeQuietly(fd);
     this.outQueue.length = 0;
+    this.parked.length = 0;
     closeQuietly(this.fd);
     if (this.log.verbose) this.log.info(`${this.name}: disconnected, everything it had released`);
     this.onClosed(this);
@@ -181,8 +186,16 @@ export class LinkGuest {
 
   private readPackets(): void {
     for (let i = 0; i < PACKETS_PER_TURN && !this.closing && this.outQueue.length === 0; i++) {
-      if (this.device.backlog >= BACKLOG_PAUSE) {
-        // back-pressure: the guest's sends wait in its socket until the compositor reads
+      // back-pressure: while the compositor (or a clipboard reader) lags, the guest's commands
+      // are held back in order (then wait in its socket); its polls go on, since a backlog may
+      // drain only through them
+      const paused = this.device.backlog >= BACKLOG_PAUSE;
+      if (!paused && this.parked.length > 0) {
+        const p = this.parked.shift()!;
+        this.handle(p.packet, p.fds);
+        continue;
+      }
+      if (paused && this.parked.length >= MAX_PARKED) {
         this.poller.update(0);
         return;
       }
@@ -204,7 +217,7 @@ export class LinkGuest {
         return this.close(null);
       }
       if (this.recvOut[1])
-        this.log.warn(`${this.name}: a packet carried more fds than fit; the rest were lost`);
+        this.device.warn('a packet carried more fds than fit; the rest were lost');
       if (n < LOCAL_LINK_ENVELOPE_SIZE || n > LOCAL_LINK_MAX_PACKET) {
         for (const fd of fds) closeQuietly(fd);
         return this.close(
@@ -213,17 +226,30 @@ export class LinkGuest {
             : `a packet over ${LOCAL_LINK_MAX_PACKET} bytes`,
         );
       }
-      const tag = this.inBuf.readUInt32LE(0);
-      const memory = new PacketMemory(fds);
-      this.device.handleCommand(this.inBuf.subarray(LOCAL_LINK_ENVELOPE_SIZE, n), memory, (reply) =>
-        this.send(tag, reply),
-      );
-      if (memory.fds.length > 0) {
-        this.log.warn(
-          `${this.name}: ${memory.fds.length} fd(s) came with a command that took none; closed them`,
-        );
-        for (const fd of memory.fds) closeQuietly(fd);
+      const packet = this.inBuf.subarray(0, n);
+      if (
+        (paused || this.parked.length > 0) &&
+        !onlyPolls(packet.subarray(LOCAL_LINK_ENVELOPE_SIZE))
+      ) {
+        this.parked.push({ packet: Buffer.from(packet), fds });
+        continue;
       }
+      this.handle(packet, fds);
+    }
+  }
+
+  /** Runs one packet's command; its answer goes out now or when its fence signals. */
+  private handle(packet: Buffer, fds: number[]): void {
+    const tag = packet.readUInt32LE(0);
+    const memory = new PacketMemory(fds);
+    this.device.handleCommand(packet.subarray(LOCAL_LINK_ENVELOPE_SIZE), memory, (reply) =>
+      this.send(tag, reply),
+    );
+    if (memory.fds.length > 0) {
+      this.device.warn(
+        `${memory.fds.length} fd(s) came with a command that did not take them; closed them`,
+      );
+      for (const fd of memory.fds) closeQuietly(fd);
     }
   }
 

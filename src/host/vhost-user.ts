@@ -12,7 +12,7 @@
 import { fstatSync, readSync, writeSync } from 'node:fs';
 import * as native from '../native/index.js';
 import { BACKLOG_PAUSE, type GuestLimits } from './budget.js';
-import { GpuDevice, type Reply, deviceConfig } from './device.js';
+import { GpuDevice, type Reply, deviceConfig, onlyPolls } from './device.js';
 import { DEVICE_FEATURES } from './device.js';
 import { type DeviceLog, errorMessage } from './errors.js';
 import { closeQuietly } from './fds.js';
@@ -128,6 +128,8 @@ export class VhostUserConnection {
   private backendPoller: native.Poller | null = null;
   private readonly backendQueue: BackendRequest[] = [];
   private readonly backendIn = Buffer.alloc(HEADER_SIZE + 8);
+  /** Control-queue chains held back while the guest's backlog is paused, in order. */
+  private readonly parked: Chain[] = [];
   private backendHave = 0;
   closed = false;
 
@@ -540,6 +542,7 @@ export class VhostUserConnection {
 
   /** Stops a queue (GET_VRING_BASE, reset, disconnect); `all` also drops its eventfds. */
   private resetQueue(q: Queue, all: boolean): void {
+    if (q === this.queues[CONTROL_QUEUE]) this.parked.length = 0;
     q.generation++;
     q.vq = null;
     q.enabled = false;
@@ -582,8 +585,14 @@ export class VhostUserConnection {
     }
     const vq = q.vq;
     for (let i = 0; i < CHAINS_PER_TURN; i++) {
-      // back-pressure: the guest's commands wait in its queue until the compositor reads
-      if (index === CONTROL_QUEUE && this.device.backlog >= BACKLOG_PAUSE) return;
+      // back-pressure: while the compositor (or a clipboard reader) lags, the guest's commands
+      // wait, held back in order; its polls go on, since a backlog may drain only through them
+      const paused = index === CONTROL_QUEUE && this.device.backlog >= BACKLOG_PAUSE;
+      if (!paused && this.parked.length > 0) {
+        this.run(q, this.parked.shift()!);
+        continue;
+      }
+      if (paused && this.parked.length >= vq.num) return;
       let chain: Chain | null;
       try {
         chain = vq.pop();
@@ -612,19 +621,28 @@ export class VhostUserConnection {
         this.notify(q);
         continue;
       }
-      const c = chain;
-      const generation = q.generation;
-      const display = displayInfo(c.readable);
-      if (display) {
-        q.vq.complete(c.head, Virtqueue.fill(c, display));
-        this.notify(q);
+      if ((paused || this.parked.length > 0) && !onlyPolls(chain.readable)) {
+        // the chain's command is read into a scratch buffer that the next pop reuses
+        this.parked.push({ ...chain, readable: Buffer.from(chain.readable) });
         continue;
       }
-      this.device.handleCommand(c.readable, this.ram, (reply) =>
-        this.answer(q, generation, c, reply),
-      );
+      this.run(q, chain);
     }
     this.schedule(index); // more may wait: continue on the next turn
+  }
+
+  /** Answers one control-queue chain (now, or when its fence signals). */
+  private run(q: Queue, c: Chain): void {
+    const generation = q.generation;
+    const display = displayInfo(c.readable);
+    if (display) {
+      q.vq!.complete(c.head, Virtqueue.fill(c, display));
+      this.notify(q);
+      return;
+    }
+    this.device.handleCommand(c.readable, this.ram, (reply) =>
+      this.answer(q, generation, c, reply),
+    );
   }
 
   private answer(q: Queue, generation: number, chain: Chain, reply: Reply): void {

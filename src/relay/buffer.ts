@@ -33,8 +33,10 @@ export class HostBuffer {
   /** The host holds it (attached and not yet released). */
   busy = false;
   destroyed = false;
-  /** Called when the host gives it back (its surface may be holding client buffers for that). */
+  /** Called when the host gives it back (a commit of its surface may be waiting for that). */
   onRelease: (() => void) | null = null;
+  /** The surface's frame number when it was last written: the latest has the least to catch up. */
+  writtenAt = 0;
   /** What changed in the client's frames since this buffer was last written. */
   readonly damage = new Damage();
   readonly memory: ShadowMemory;

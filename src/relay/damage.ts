@@ -53,6 +53,15 @@ export class Damage {
     r.push(x0, y0, x1 - x0, y1 - y0);
   }
 
+  /** Pixels covered, at most (overlapping rectangles count twice). */
+  area(width: number, height: number): number {
+    if (this.full) return width * height;
+    let n = 0;
+    const r = this.rects;
+    for (let i = 0; i < r.length; i += 4) n += r[i + 2] * r[i + 3];
+    return n;
+  }
+
   /** Adds every rectangle of `other` (same buffer size). */
   addAll(other: Damage, width: number, height: number): void {
     if (other.full) return this.setFull();

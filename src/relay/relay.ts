@@ -23,6 +23,11 @@ const MAX_FDS_PER_MESSAGE = 8;
 export interface InterfaceHooks {
   request?(ctx: HookContext, opcode: number, args: ArgReader): HandlerResult;
   event?(ctx: HookContext, opcode: number, args: ArgReader): HandlerResult;
+  /**
+   * Asked before a request is read: true holds the client's requests from this one on, until
+   * the hook calls `Relay.releaseRequests()` (a commit waiting for a free host buffer).
+   */
+  gate?(ctx: HookContext, opcode: number): boolean;
 }
 
 /** What a hook is called with: the relay and the object the message is addressed to. */
@@ -78,6 +83,8 @@ export class Relay {
   private closed = false;
   /** The request gate closed: the client's requests wait at the first unprocessed one. */
   private held = false;
+  /** A peer caught up (or a gate opened) while a pump ran: resume reading after it. */
+  private resumeAfterPump = false;
   private readonly disposers: (() => void)[] = [];
 
   /** Throws when the host cannot be reached; the client side is then not opened. */
@@ -164,10 +171,15 @@ export class Relay {
 
   /** A peer that was too slow caught up: read again, starting with what is buffered. */
   private resume(): void {
+    if (this.pumping) {
+      // from inside a hook: once the current pump is done
+      this.resumeAfterPump = true;
+      return;
+    }
     for (const from of [this.host, this.client]) {
       if (this.closed || !this.mayRead(from)) continue;
       from.setReading(true);
-      if (from.inEnd > from.inStart && !this.pumping) this.pump(from);
+      if (from.inEnd > from.inStart) this.pump(from);
     }
   }
 
@@ -194,13 +206,12 @@ export class Relay {
           throw new WireError(`message to object ${id} has an invalid size ${size}`);
         }
         if (from.inEnd - start < size) break;
-        if (!toClient && this.options.requestGate?.(this, id, word & 0xffff)) {
+        if (toClient) this.handleEvent(start, size, id, word & 0xffff);
+        else if (!this.handleRequest(start, size, id, word & 0xffff)) {
           this.held = true;
           from.setReading(false);
           break;
         }
-        if (toClient) this.handleEvent(start, size, id, word & 0xffff);
-        else this.handleRequest(start, size, id, word & 0xffff);
         from.consume(size);
         if (!this.mayRead(from)) {
           from.setReading(false);
@@ -215,6 +226,10 @@ export class Relay {
     }
     // hooks may also answer the peer a message came from (a proxy-owned object's ack, an event)
     this.flush();
+    if (this.resumeAfterPump) {
+      this.resumeAfterPump = false;
+      this.resume();
+    }
   }
 
   /**
@@ -259,7 +274,9 @@ export class Relay {
     this.reader.setFds(this.msgFds, 0, n);
   }
 
-  private handleRequest(start: number, size: number, id: number, opcode: number): void {
+  /** Relays one request; false when a gate holds it (and those after it), unread. */
+  private handleRequest(start: number, size: number, id: number, opcode: number): boolean {
+    if (this.options.requestGate?.(this, id, opcode)) return false;
     const from = this.client;
     const obj = this.clientIds.get(id);
     if (!obj || obj.dying)
@@ -271,6 +288,11 @@ export class Relay {
         DisplayError.invalidMethod,
         `invalid method ${opcode}${msg ? ` (since ${msg.since} > version ${obj.version})` : ''}, object ${obj.iface.name}@${id}`,
       );
+    }
+    const gate = this.hooks.get(obj.iface)?.gate;
+    if (gate) {
+      this.hookContext.obj = obj;
+      if (gate(this.hookContext, opcode)) return false;
     }
     this.takeFds(from, obj, id, msg);
     const out = this.host.out;
@@ -284,6 +306,7 @@ export class Relay {
       // The host frees server-created ids without a delete_id; events still in flight are dropped.
       if (obj.serverCreated) this.clientIds.release(obj.clientId);
     }
+    return true;
   }
 
   private handleEvent(start: number, size: number, id: number, opcode: number): void {

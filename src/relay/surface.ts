@@ -3,8 +3,12 @@
 // surface's host buffers, that host buffer is attached instead, and the client's buffer is
 // released at once. Each host buffer remembers the damage of every frame since it was last
 // written, so a frame copies only what changed since then; a new host buffer is copied whole.
+// A surface has a few host buffers; when the host holds all of them, the client's commit waits
+// (the relay reads no further) until the host gives one back, so a client that outruns the
+// compositor is slowed to its pace instead of making the proxy allocate and copy ever more.
 import type { WlSurfaceRequestHandlers } from '../generated/wayland.js';
 import {
+  WL_SURFACE_COMMIT,
   WlShmError,
   dispatchWlSurfaceRequest,
   writeWlBufferEventRelease,
@@ -22,8 +26,13 @@ import type { Disposable, ShadowState, Shadowing } from './shm.js';
 import { ShmBuffer, bytesPerPixel } from './shm.js';
 
 const DISPLAY_ID = 1;
-/** Host buffers per surface before the proxy stops waiting for the host to release one. */
+/** Host buffers per surface: one on screen, one the compositor may still read, one to write. */
+const HOST_BUFFERS = 3;
+/** More, for a compositor that keeps them all longer than WAIT_MS; then the oldest is dropped. */
 const MAX_HOST_BUFFERS = 6;
+const WAIT_MS = 100;
+/** How long a small commit waits for a host buffer that missed fewer frames than a free one. */
+const FRESHER_WAIT_MS = 4;
 
 let rectScratch: Int32Array = new Int32Array(64);
 
@@ -48,12 +57,15 @@ export class SurfaceShadow implements Disposable {
   private readonly surfaceDamage: number[] = [];
   private readonly bufferDamage: number[] = [];
   readonly hostBuffers: HostBuffer[] = [];
-  /**
-   * Client buffers copied while the host held every host buffer of this surface: they are given
-   * back only when the host gives one back, so a client that outruns the compositor waits for it
-   * instead of making the proxy allocate (and copy whole) ever more host buffers.
-   */
-  private readonly heldClientBuffers: ShmBuffer[] = [];
+  /** A commit waits for the host to give a host buffer back (see mustWait). */
+  private waiting = false;
+  /** The host kept every host buffer past WAIT_MS: more may be made, up to MAX_HOST_BUFFERS. */
+  private mayGrow = false;
+  /** A fresher host buffer did not come back within FRESHER_WAIT_MS: an older one will do. */
+  private waitedForFresher = false;
+  private waitTimer: NodeJS.Timeout | null = null;
+  /** Frames copied so far. */
+  private frames = 0;
   private readonly frameDamage = new Damage();
   /** The last client buffer copied, and the host buffer it went to (for inspection). */
   lastBuffer: ShmBuffer | null = null;
@@ -92,20 +104,6 @@ export class SurfaceShadow implements Disposable {
 
   /** Copies what the commit needs and attaches a host buffer; the commit itself is forwarded after. */
   commit(): void {
-    // a new scale or transform redraws the buffer from the same surface picture: every pixel
-    // may move, whatever the damage says (compositors take it as full damage too)
-    let changed = false;
-    if (this.pendingScale > 0 && this.pendingScale !== this.scale) {
-      this.scale = this.pendingScale;
-      changed = true;
-    }
-    if (this.pendingTransform >= 0 && this.pendingTransform !== this.transform) {
-      this.transform = this.pendingTransform;
-      changed = true;
-    }
-    this.viewChanged ||= changed;
-    this.pendingScale = 0;
-    this.pendingTransform = -1;
     const attached = this.attached;
     const buffer = this.pending;
     this.attached = false;
@@ -120,24 +118,90 @@ export class SurfaceShadow implements Disposable {
     } finally {
       this.surfaceDamage.length = 0;
       this.bufferDamage.length = 0;
+      // a new scale or transform redraws the buffer from the same surface picture: every pixel
+      // may move, whatever the damage says (compositors take it as full damage too); a copy
+      // made now took that into account already
+      let changed = false;
+      if (this.pendingScale > 0 && this.pendingScale !== this.scale) {
+        this.scale = this.pendingScale;
+        changed = true;
+      }
+      if (this.pendingTransform >= 0 && this.pendingTransform !== this.transform) {
+        this.transform = this.pendingTransform;
+        changed = true;
+      }
+      if (changed && !(attached && buffer)) this.viewChanged = true;
+      this.pendingScale = 0;
+      this.pendingTransform = -1;
     }
   }
 
-  /** The surface is destroyed: so are its host buffers, and the client's buffers are free again. */
+  /**
+   * Whether the commit now due must wait for the host to give a host buffer back: it brings an
+   * shm buffer, no host buffer of its shape is free, and the surface has all it may have.
+   */
+  mustWait(): boolean {
+    const buffer = this.pending;
+    if (!this.attached || !buffer || buffer.destroyed) return false;
+    let usable = 0;
+    let free: HostBuffer | null = null;
+    for (const h of this.hostBuffers) {
+      if (h.busy || h.matches(buffer)) usable++;
+      if (!h.busy && h.matches(buffer) && (!free || h.writtenAt > free.writtenAt)) free = h;
+    }
+    // a buffer written after the free one, that the host no longer shows, on its way back
+    const coming =
+      free !== null &&
+      this.hostBuffers.some(
+        (h) => h.busy && h !== this.lastHostBuffer && h.writtenAt > free!.writtenAt,
+      );
+    if (free) {
+      // catching up costs more than twice this frame, while one written later comes back: wait
+      // for that one, a little (only small damage gains by it)
+      if (!coming || this.waitedForFresher) return false;
+      const frame = this.damageOf(buffer).area(buffer.width, buffer.height);
+      if (free.damage.area(buffer.width, buffer.height) <= frame) return false;
+      return this.wait(FRESHER_WAIT_MS, () => (this.waitedForFresher = true));
+    }
+    if (usable < (this.mayGrow ? MAX_HOST_BUFFERS : HOST_BUFFERS)) return false;
+    // a compositor that keeps every buffer a while (hidden surface, deep queue): grow then
+    return this.wait(WAIT_MS, () => (this.mayGrow = true));
+  }
+
+  /** Holds the commit until a host buffer comes back, or `ms` pass (then `expired`). */
+  private wait(ms: number, expired: () => void): boolean {
+    if (!this.waiting) {
+      this.waiting = true;
+      this.waitTimer = setTimeout(() => {
+        this.waitTimer = null;
+        expired();
+        this.stopWaiting();
+      }, ms);
+    }
+    return true;
+  }
+
+  /** The surface is destroyed: so are its host buffers. */
   destroy(): void {
-    this.lastBuffer = null;
-    this.lastHostBuffer = null;
-    this.hostReleased();
+    this.forget();
     for (const b of this.hostBuffers) b.destroy();
     this.hostBuffers.length = 0;
     this.state.disposables.delete(this);
   }
 
+  /** The client is gone: the memory goes, the host objects went with its connection. */
   dispose(): void {
-    this.lastBuffer = null;
-    this.lastHostBuffer = null;
+    this.forget();
     for (const b of this.hostBuffers) b.dispose();
     this.hostBuffers.length = 0;
+  }
+
+  private forget(): void {
+    this.lastBuffer = null;
+    this.lastHostBuffer = null;
+    this.waiting = false;
+    if (this.waitTimer) clearTimeout(this.waitTimer);
+    this.waitTimer = null;
   }
 
   private commitShm(buffer: ShmBuffer): void {
@@ -148,10 +212,36 @@ export class SurfaceShadow implements Disposable {
       return;
     }
     const { width, height } = buffer;
+    const damage = this.damageOf(buffer);
+    this.viewChanged = false;
+    const target = this.hostBufferFor(buffer);
+    // every host buffer has to catch up with this frame's changes when it is next written
+    for (const h of this.hostBuffers) {
+      if (h.width === width && h.height === height) h.damage.addAll(damage, width, height);
+      else h.damage.setFull();
+    }
+    this.copy(buffer, target);
+    target.writtenAt = ++this.frames;
+    this.lastBuffer = buffer;
+    this.lastHostBuffer = target;
+    target.busy = true;
+    writeWlSurfaceAttach(relay.host.out, this.hostId, target.hostId, this.attachX, this.attachY);
+    // the pixels are in host memory now: the client may reuse its buffer
+    writeWlBufferEventRelease(relay.client.out, buffer.clientId);
+  }
+
+  /**
+   * The damage of the commit now due, in pixels of `buffer` (into frameDamage): what the client
+   * damaged, or everything when the picture may have moved (scale, transform, viewport, another
+   * kind of buffer shown before).
+   */
+  private damageOf(buffer: ShmBuffer): Damage {
+    const { width, height } = buffer;
+    const scale = this.pendingScale > 0 ? this.pendingScale : this.scale;
+    const transform = this.pendingTransform >= 0 ? this.pendingTransform : this.transform;
     const damage = this.frameDamage;
     damage.clear();
-    if (this.viewChanged) damage.setFull();
-    this.viewChanged = false;
+    if (this.viewChanged || scale !== this.scale || transform !== this.transform) damage.setFull();
     const s = this.surfaceDamage;
     for (let i = 0; i < s.length && !damage.full; i += 4) {
       if (this.viewported) damage.setFull();
@@ -164,38 +254,29 @@ export class SurfaceShadow implements Disposable {
           s[i + 3],
           width,
           height,
-          this.scale,
-          this.transform,
+          scale,
+          transform,
         );
     }
     const b = this.bufferDamage;
     for (let i = 0; i < b.length && !damage.full; i += 4)
       damage.add(b[i], b[i + 1], b[i + 2], b[i + 3], width, height);
-
-    // one busy buffer is the one on screen; two or more all busy means the host is behind
-    const hostIsBehind = this.hostBuffers.length >= 2 && this.hostBuffers.every((h) => h.busy);
-    const target = this.hostBufferFor(buffer);
-    // every host buffer has to catch up with this frame's changes when it is next written
-    for (const h of this.hostBuffers) {
-      if (h.width === width && h.height === height) h.damage.addAll(damage, width, height);
-      else h.damage.setFull();
-    }
-    this.copy(buffer, target);
-    this.lastBuffer = buffer;
-    this.lastHostBuffer = target;
-    target.busy = true;
-    writeWlSurfaceAttach(relay.host.out, this.hostId, target.hostId, this.attachX, this.attachY);
-    // the pixels are in host memory now: the client may reuse its buffer, once the host keeps up
-    if (hostIsBehind) this.heldClientBuffers.push(buffer);
-    else writeWlBufferEventRelease(relay.client.out, buffer.clientId);
+    return damage;
   }
 
-  /** The host gave back one of our buffers: give back the client's buffers held for it. */
+  /** The host gave back one of our buffers: a commit waiting for one goes on. */
   private hostReleased(): void {
-    const out = this.state.relay.client.out;
-    for (const b of this.heldClientBuffers)
-      if (!b.destroyed) writeWlBufferEventRelease(out, b.clientId);
-    this.heldClientBuffers.length = 0;
+    this.mayGrow = false;
+    this.waitedForFresher = false;
+    this.stopWaiting();
+  }
+
+  private stopWaiting(): void {
+    if (!this.waiting) return;
+    this.waiting = false;
+    if (this.waitTimer) clearTimeout(this.waitTimer);
+    this.waitTimer = null;
+    this.state.relay.releaseRequests();
   }
 
   /** A free host buffer of the right shape, else a new one. */
@@ -205,9 +286,12 @@ export class SurfaceShadow implements Disposable {
     for (let i = list.length - 1; i >= 0; i--) {
       if (!list[i].busy && !list[i].matches(buffer)) list.splice(i, 1)[0].destroy();
     }
-    for (const h of list) if (!h.busy) return h;
+    // the free one written last has missed the fewest frames
+    let best: HostBuffer | null = null;
+    for (const h of list) if (!h.busy && (!best || h.writtenAt > best.writtenAt)) best = h;
+    if (best) return best;
     if (list.length >= MAX_HOST_BUFFERS) {
-      // the host holds them all: give up the oldest rather than grow without end
+      // the host has held them all for a long while: give up the oldest rather than grow
       list.shift()!.destroy();
     }
     const pool = buffer.pool;
@@ -319,7 +403,13 @@ export function surfaceHooks(shadowing: Shadowing): Map<string, InterfaceHooks> 
   return new Map<string, InterfaceHooks>([
     [
       'wl_surface',
-      { request: (ctx, opcode, args) => dispatchWlSurfaceRequest(requests, ctx, opcode, args) },
+      {
+        request: (ctx, opcode, args) => dispatchWlSurfaceRequest(requests, ctx, opcode, args),
+        gate: ({ obj }, opcode) =>
+          opcode === WL_SURFACE_COMMIT &&
+          obj.state instanceof SurfaceShadow &&
+          obj.state.mustWait(),
+      },
     ],
     [
       'wp_viewporter',

@@ -7,80 +7,24 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { CrossDomainCmd, VirtioGpuCmd, VirtioGpuResp } from '../../src/virtgpu/protocol.js';
-import { BlobMem } from '../../src/virtgpu/protocol.js';
+import { VirtioGpuResp } from '../../src/virtgpu/protocol.js';
 import { hostBin } from '../support/cross-domain.js';
 import { killAll, start, stop, waitFor } from '../support/processes.js';
-import {
-  CHANNEL_RING_AT,
-  CMD_AT,
-  GPA,
-  QUERY_RING_AT,
-  RESP_AT,
-  TestFrontend,
-  hdr,
-  resourceCmd,
-  submit,
-} from '../support/vhost-user-frontend.js';
+import { sleep, wl } from '../support/virtgpu-commands.js';
+import { TestFrontend } from '../support/vhost-user-frontend.js';
 import { describeFds, openFds, rssKiB, startWestonAt } from './support.js';
 
-const type = (r: Buffer): number => r.readUInt32LE(0);
-
-function cd(cmd: number, size: number): Buffer {
-  const b = Buffer.alloc(size);
-  b[0] = cmd;
-  b.writeUInt16LE(size, 2);
-  return b;
-}
-
-function send(data: Buffer): Buffer {
-  const b = cd(CrossDomainCmd.SEND, 352 + data.length);
-  b.writeUInt32LE(data.length, 12);
-  data.copy(b, 352);
-  return b;
-}
-
-/** A VM with a Wayland channel to the compositor (context 1, rings at their usual places). */
+/** A VM with a Wayland channel to the compositor (context 1). */
 async function vmWithChannel(path: string): Promise<TestFrontend> {
   const f = new TestFrontend(path);
   await f.handshake();
-  const create = hdr(VirtioGpuCmd.CTX_CREATE, 96, 1);
-  create.writeUInt32LE(5, 28);
-  expect(type(await f.command(create))).toBe(VirtioGpuResp.OK_NODATA);
-  for (const [id, at] of [
-    [1, QUERY_RING_AT],
-    [2, CHANNEL_RING_AT],
-  ]) {
-    const b = hdr(VirtioGpuCmd.RESOURCE_CREATE_BLOB, 56 + 16);
-    b.writeUInt32LE(id, 24);
-    b.writeUInt32LE(BlobMem.GUEST, 28);
-    b.writeUInt32LE(1, 32);
-    b.writeUInt32LE(1, 36);
-    b.writeBigUInt64LE(4096n, 48);
-    b.writeBigUInt64LE(GPA + BigInt(at), 56);
-    b.writeUInt32LE(4096, 64);
-    expect(type(await f.command(b))).toBe(VirtioGpuResp.OK_NODATA);
-    expect(type(await f.command(resourceCmd(VirtioGpuCmd.CTX_ATTACH_RESOURCE, id, 1)))).toBe(
-      VirtioGpuResp.OK_NODATA,
-    );
-  }
-  const init = cd(CrossDomainCmd.INIT, 20);
-  init.writeUInt32LE(1, 8);
-  init.writeUInt32LE(2, 12);
-  init.writeUInt32LE(1, 16);
-  expect(type(await f.command(submit(1, init)))).toBe(VirtioGpuResp.OK_NODATA);
+  await f.context(1);
   return f;
 }
 
 /** wl_display.sync requests with new ids from `first`: 312 of them fill one SEND. */
 function syncs(first: number, n: number): Buffer {
-  const b = Buffer.alloc(12 * n);
-  for (let i = 0; i < n; i++) {
-    b.writeUInt32LE(1, 12 * i);
-    b.writeUInt32LE(12 << 16, 12 * i + 4);
-    b.writeUInt32LE(first + i, 12 * i + 8);
-  }
-  return b;
+  return Buffer.concat(Array.from({ length: n }, (_, i) => wl(1, 0, first + i)));
 }
 
 describe('guests that never POLL, against tswl-host --vhost-user', () => {
@@ -111,16 +55,17 @@ describe('guests that never POLL, against tswl-host --vhost-user', () => {
     let sent = 0;
     let paused = false;
     for (let i = 0; i < 2000 && !paused; i++) {
-      const cmd = submit(1, send(syncs(2 + sent, 312)));
-      cmd.copy(flood.ram, CMD_AT);
-      flood.post(0, [
-        { addr: GPA + BigInt(CMD_AT), len: cmd.length, write: false },
-        { addr: GPA + BigInt(RESP_AT), len: 24, write: true },
-      ]);
-      try {
-        await flood.used(0);
+      const head = flood.tryStart(flood.sendCommand(1, syncs(2 + sent, 312)))!;
+      const deadline = Date.now() + 2000;
+      let answer: Buffer | null = null;
+      while (!answer && Date.now() < deadline) {
+        answer = flood.takeResponse(head);
+        if (!answer) await sleep(2);
+      }
+      if (answer) {
+        expect(answer.readUInt32LE(0)).toBe(VirtioGpuResp.OK_NODATA);
         sent += 312;
-      } catch {
+      } else {
         paused = true; // tswl-host stopped taking this guest's commands
       }
     }
@@ -136,12 +81,8 @@ describe('guests that never POLL, against tswl-host --vhost-user', () => {
 
     // another VM is served meanwhile
     const other = await vmWithChannel(socket);
-    const registry = Buffer.from([1, 0, 0, 0, 1, 0, 12, 0, 2, 0, 0, 0]);
-    expect(type(await other.command(submit(1, send(registry))))).toBe(VirtioGpuResp.OK_NODATA);
-    const poll = submit(1, cd(CrossDomainCmd.POLL, 16), 1n);
-    poll[20] = 1;
-    expect(type(await other.command(poll))).toBe(VirtioGpuResp.OK_NODATA);
-    expect(other.ram[CHANNEL_RING_AT]).toBe(CrossDomainCmd.RECEIVE);
+    expect(await other.type(other.sendCommand(1, wl(1, 1, 2)))).toBe(VirtioGpuResp.OK_NODATA);
+    expect((await other.poll(1)).cmd).toBe('receive');
     other.close();
 
     flood.close();

@@ -1,20 +1,27 @@
 // tswl-host decides what a VM may do, whatever the guest runs: a guest that writes raw Wayland
-// into its channel (no tswl-proxy in between) cannot bind a privileged global, and every window
-// of a VM carries the host's labels and sits in the VM's own security context.
+// into its channel (no tswl-proxy in between), on the local link or as a VM over vhost-user,
+// cannot bind a privileged global, and every window of a VM carries the host's labels and sits
+// in the VM's own security context.
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { join } from 'node:path';
 import { CrossDomainLink, connectCrossDomain } from '../../src/links/cross-domain.js';
+import { VirtioGpuResp } from '../../src/virtgpu/protocol.js';
 import type { Endpoint } from '../../src/wire/connection.js';
 import { killAll, type Running, stop, waitFor } from '../support/processes.js';
 import { Sway, type SwayNode, runOn } from '../support/sway.js';
+import { TestFrontend } from '../support/vhost-user-frontend.js';
+import { type WlEvent, wl, wlString } from '../support/virtgpu-commands.js';
 
 let sway: Sway;
 let host: Running;
+let vhostPath: string;
 
 beforeAll(async () => {
   // sway traces what it receives, so the test can tell that a refused bind never reached it
   sway = await Sway.start({ debug: true });
-  host = await sway.startHost(['--label', 'vm1']);
+  vhostPath = join(sway.clientDir, 'tswl-vhost');
+  host = await sway.startHost(['--label', 'vm1', '--vhost-user', vhostPath]);
 });
 
 afterAll(async () => {
@@ -124,6 +131,36 @@ describe('a guest that bypasses tswl-proxy', () => {
       }
     },
   );
+});
+
+describe('a VM that writes raw Wayland into its channel (vhost-user, no tswl-proxy)', () => {
+  test("binding ext_session_lock_manager_v1 gets wl_display.error; the VM's other context goes on", async () => {
+    const iface = 'ext_session_lock_manager_v1';
+    const name = globalName(iface);
+    const vm = new TestFrontend(vhostPath);
+    try {
+      await vm.handshake();
+      await vm.context(1);
+      await vm.context(2);
+      // get_registry, then bind the global the host never showed
+      const bind = Buffer.concat([wl(1, 1, 2), wl(2, 0, name, iface, 1, 3)]);
+      expect(await vm.type(vm.sendCommand(1, bind))).toBe(VirtioGpuResp.OK_NODATA);
+      const isError = (e: WlEvent): boolean => e.id === 1 && e.opcode === 0;
+      const events = await vm.pollUntil(1, (ev) => ev.some(isError));
+      const error = events.find(isError)!;
+      expect(wlString(error.body, 8)).toMatch(new RegExp(`invalid global ${iface} \\(${name}\\)`));
+      // then the channel ends
+      expect(await vm.poll(1)).toEqual({ cmd: 'receive', data: Buffer.alloc(0), ids: [] });
+      expect(sway.sway.output()).not.toMatch(new RegExp(`bind\\(${name}, "${iface}"`));
+      // the VM's other context is served as before: a sync round trip with sway
+      expect(await vm.type(vm.sendCommand(2, wl(1, 0, 2)))).toBe(VirtioGpuResp.OK_NODATA);
+      const done = await vm.pollUntil(2, (ev) => ev.some((e) => e.id === 2 && e.opcode === 0));
+      expect(done.find(isError)).toBeUndefined();
+      expect(host.child.exitCode).toBeNull();
+    } finally {
+      vm.close();
+    }
+  });
 });
 
 describe('labels and security contexts from tswl-host', () => {
