@@ -1,7 +1,9 @@
 // Records the fuzz corpus from real traffic: real clients (weston demos, foot, GTK, wl-copy) run
 // against weston (x11 backend under Xvfb, so there is a seat) through an in-process relay whose
-// two Connections note every read: its bytes and what each fd was. One client is one trace in
-// fuzz/corpus/relay/ (this runs bundled from fuzz/build/). Run with `npm run fuzz:record` when the protocols or the relay change a lot.
+// two Connections note every read: its bytes and what each fd was. Each client is recorded twice,
+// through the hooks its targets use: in fuzz/corpus/relay/ (host mode) and fuzz/corpus/relay-shm/
+// (wl_shm shadowed), so that replayed events fit the ids the relay gives its own host objects.
+// `npm run fuzz:record` (bundled into fuzz/build/) when the protocols or the relay change a lot.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
@@ -9,14 +11,13 @@ import { join } from 'node:path';
 import { allInterfaces } from '../src/generated/index.js';
 import * as native from '../src/native/index.js';
 import { ProtocolTables } from '../src/protocol/tables.js';
-import { relayHooks } from '../src/relay/hooks.js';
-import { withheldGlobals } from '../src/relay/policy.js';
 import { Relay } from '../src/relay/relay.js';
 import type { EndpointHandler } from '../src/wire/connection.js';
 import { Connection } from '../src/wire/connection.js';
 import { type Running, accepts, start, stop, waitFor } from '../test/support/processes.js';
 import type { FdSpec } from './harness.js';
 import type { Trace, TraceOp } from './targets/relay.js';
+import { CORPUS, hostModeHooks, shadowHooks } from './targets/relay.js';
 
 /** A trace stops growing here: the corpus stays small, and the session's start is what matters. */
 const MAX_OPS = 300;
@@ -100,8 +101,6 @@ function recording(
 }
 
 async function main(): Promise<void> {
-  const out = join(import.meta.dirname, '..', 'corpus', 'relay');
-  mkdirSync(out, { recursive: true });
   const runtimeDir = mkdtempSync(join(tmpdir(), 'tswl-record-'));
   const xvfb = start(
     'Xvfb',
@@ -120,7 +119,7 @@ async function main(): Promise<void> {
     await waitFor('weston', () => accepts(join(runtimeDir, 'wayland-0')));
     const compositor = join(runtimeDir, 'wayland-0');
     const tables = new ProtocolTables(allInterfaces);
-    const hooks = relayHooks({ tag: '', hiddenGlobals: withheldGlobals([]) });
+    let hooks = hostModeHooks();
     const listener = native.listenUnix(join(runtimeDir, 'wayland-rec'));
     let current: TraceOp[] = [];
     const poller = new native.Poller(listener.fd, () => {
@@ -138,29 +137,38 @@ async function main(): Promise<void> {
       }
     });
     poller.update(native.READABLE);
-    for (const c of CLIENTS) {
-      current = [];
-      const env: NodeJS.ProcessEnv = {
-        ...process.env,
-        XDG_RUNTIME_DIR: runtimeDir,
-        WAYLAND_DISPLAY: 'wayland-rec',
-        HOME: runtimeDir,
-        GDK_BACKEND: 'wayland',
-        GSK_RENDERER: 'cairo',
-      };
-      delete env.DISPLAY;
-      const client = start(c.command[0], c.command.slice(1), env);
-      await new Promise((r) => setTimeout(r, 1000));
-      for (const args of c.input ?? []) {
-        spawnSync('xdotool', args, { env: { ...process.env, DISPLAY: display } });
+    // each client twice: through the host-mode relay, and through one that shadows wl_shm
+    for (const [dir, makeHooks] of [
+      [CORPUS.hostMode, hostModeHooks],
+      [CORPUS.shadow, shadowHooks],
+    ] as const) {
+      const out = join(import.meta.dirname, '..', 'corpus', dir);
+      mkdirSync(out, { recursive: true });
+      hooks = makeHooks();
+      for (const c of CLIENTS) {
+        current = [];
+        const env: NodeJS.ProcessEnv = {
+          ...process.env,
+          XDG_RUNTIME_DIR: runtimeDir,
+          WAYLAND_DISPLAY: 'wayland-rec',
+          HOME: runtimeDir,
+          GDK_BACKEND: 'wayland',
+          GSK_RENDERER: 'cairo',
+        };
+        delete env.DISPLAY;
+        const client = start(c.command[0], c.command.slice(1), env);
+        await new Promise((r) => setTimeout(r, 1000));
+        for (const args of c.input ?? []) {
+          spawnSync('xdotool', args, { env: { ...process.env, DISPLAY: display } });
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        await new Promise((r) => setTimeout(r, c.seconds * 1000));
+        await stop(client);
         await new Promise((r) => setTimeout(r, 200));
+        const trace: Trace = { source: c.name, ops: current };
+        writeFileSync(join(out, `${c.name}.json`), JSON.stringify(trace) + '\n');
+        console.log(`${dir}/${c.name}: ${current.length} reads`);
       }
-      await new Promise((r) => setTimeout(r, c.seconds * 1000));
-      await stop(client);
-      await new Promise((r) => setTimeout(r, 200));
-      const trace: Trace = { source: c.name, ops: current };
-      writeFileSync(join(out, `${c.name}.json`), JSON.stringify(trace) + '\n');
-      console.log(`${c.name}: ${current.length} reads`);
     }
     poller.close();
     native.close(listener.fd);

@@ -21,6 +21,7 @@ import { closeQuietly } from '../../src/wire/fd-queue.js';
 import type { FdSpec, FuzzTarget } from '../harness.js';
 import { EDGE_U32, Warnings, openFd } from '../harness.js';
 import type { Trace } from './relay.js';
+import { CORPUS } from './relay.js';
 
 const RAM = 1 << 16;
 const PAGE = 4096;
@@ -443,7 +444,7 @@ export const deviceTarget: FuzzTarget<DeviceInput> & { sends: Buffer[]; events: 
   name: 'host-device',
   description:
     "tswl-host's device for one guest: virtio-gpu commands, cross-domain commands, rings, identifiers, pipes, compositor replies",
-  corpusDir: 'relay',
+  corpusDir: CORPUS.hostMode,
   async: true,
   sends: [],
   events: [],

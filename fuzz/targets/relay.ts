@@ -9,7 +9,6 @@ import * as native from '../../src/native/index.js';
 import { ArgKind } from '../../src/protocol/meta.js';
 import type { Interface } from '../../src/protocol/tables.js';
 import { ProtocolTables } from '../../src/protocol/tables.js';
-import type { HookOptions } from '../../src/relay/hooks.js';
 import { relayHooks } from '../../src/relay/hooks.js';
 import { VM_BOUNDARY_HIDDEN_GLOBALS, withheldGlobals } from '../../src/relay/policy.js';
 import type { InterfaceHooks } from '../../src/relay/relay.js';
@@ -70,6 +69,11 @@ export interface RelayInput {
   readonly fds: readonly (readonly [number, number, FdSpec])[];
   /** Trace ops dropped or repeated: op index, and whether repeated. */
   readonly ops: readonly (readonly [number, boolean])[];
+  /**
+   * How many reads of the trace are replayed (-1: all). A session's start (globals, pools,
+   * surfaces, the first frames) is where most of its handling is; its 200th frame adds copying.
+   */
+  readonly keep: number;
 }
 
 const tables = new ProtocolTables(allInterfaces);
@@ -180,12 +184,13 @@ function relayInput(corpus: readonly Trace[], events: boolean): fc.Arbitrary<Rel
     words: fc.array(fc.tuple(fc.nat(), fc.nat(), u32), { maxLength: 4 }),
     fds: fc.array(fc.tuple(fc.nat(), fc.nat(), fdSpec), { maxLength: 2 }),
     ops: fc.array(fc.tuple(fc.nat(), fc.boolean()), { maxLength: 2 }),
+    keep: fc.oneof({ weight: 6, arbitrary: fc.integer({ min: 1, max: 60 }) }, fc.constant(-1)),
   });
 }
 
 /** The whole trace, replayed as it was recorded. */
 export function replayInput(trace: number, length: number): RelayInput {
-  return { trace, at: length, steps: [], words: [], fds: [], ops: [] };
+  return { trace, at: length, steps: [], words: [], fds: [], ops: [], keep: -1 };
 }
 
 /** Shadow buffers in memfds, as a cross-domain link would give them in host blobs. */
@@ -309,6 +314,7 @@ function nextId(relay: Relay, side: Side, u: number): number {
 interface RelayTargetOptions {
   readonly name: string;
   readonly description: string;
+  readonly corpusDir: string;
   readonly hooks: () => Map<string, InterfaceHooks>;
   /** Events from the compositor are the input (else requests from the client). */
   readonly events: boolean;
@@ -317,7 +323,7 @@ interface RelayTargetOptions {
 function relayTarget(o: RelayTargetOptions): FuzzTarget<RelayInput> {
   const target = {
     name: o.name,
-    corpusDir: 'relay',
+    corpusDir: o.corpusDir,
     description: o.description,
     corpus: [] as readonly Trace[],
     arbitrary(corpus: readonly unknown[]) {
@@ -341,7 +347,8 @@ export function runRelay(
   input: RelayInput,
 ): void {
   const traces = decode(corpus);
-  const ops = [...(traces[input.trace % Math.max(1, traces.length)] ?? [])];
+  const trace = traces[input.trace % Math.max(1, traces.length)] ?? [];
+  const ops = input.keep < 0 ? [...trace] : trace.slice(0, input.keep);
   for (const [i, repeat] of input.ops) {
     if (ops.length === 0) break;
     const k = i % ops.length;
@@ -419,6 +426,10 @@ export function runRelay(
       }
     }
     replay(at, ops.length);
+    if (process.env.FUZZ_DEBUG) {
+      const held = (relay as unknown as { held: boolean }).held;
+      console.error(`relay ${relayClosed ? 'closed' : held ? 'holding requests' : 'open'}`);
+    }
     warnings.check('the relay');
     for (const ep of [client, host]) {
       if (ep.malformed) throw new Error(`the relay sent a malformed message: ${ep.malformed}`);
@@ -436,35 +447,54 @@ function isDisplayError(msg: Buffer | null): boolean {
   return msg !== null && msg.readUInt32LE(0) === 1 && (msg.readUInt32LE(4) & 0xffff) === 0;
 }
 
-const PROXY_HOOKS: HookOptions = {
-  tag: '[vm] ',
-  appIdPrefix: 'vm.',
-  hiddenGlobals: withheldGlobals([]),
-};
+/** How tswl-proxy relays in host mode: labels on, privileged globals withheld. */
+export const hostModeHooks = () =>
+  relayHooks({ tag: '[vm] ', appIdPrefix: 'vm.', hiddenGlobals: withheldGlobals([]) });
+
+/** How it relays across a VM boundary: wl_shm shadowed (in memfds here), more globals hidden. */
+export const shadowHooks = () =>
+  relayHooks({
+    tag: '[vm] ',
+    appIdPrefix: 'vm.',
+    shadowShm: memfdShadow,
+    hiddenGlobals: new Set([...withheldGlobals([]), ...VM_BOUNDARY_HIDDEN_GLOBALS]),
+  });
+
+/**
+ * The corpus of each: sessions recorded through a relay with those same hooks, so that replayed
+ * events fit the ids the relay gives its own host objects (shadow pools and buffers).
+ */
+export const CORPUS = { hostMode: 'relay', shadow: 'relay-shm' } as const;
 
 export const relayTargets = [
   relayTarget({
     name: 'relay-requests',
     description: "tswl-proxy's relay in host mode: requests, fds, ids and sizes from a client",
-    hooks: () => relayHooks(PROXY_HOOKS),
+    corpusDir: CORPUS.hostMode,
+    hooks: hostModeHooks,
     events: false,
   }),
   relayTarget({
     name: 'relay-requests-shm',
     description:
       'the relay with wl_shm shadowing on (as across a VM boundary): pools, buffers of any shape, damage, commits',
-    hooks: () =>
-      relayHooks({
-        ...PROXY_HOOKS,
-        shadowShm: memfdShadow,
-        hiddenGlobals: new Set([...withheldGlobals([]), ...VM_BOUNDARY_HIDDEN_GLOBALS]),
-      }),
+    corpusDir: CORPUS.shadow,
+    hooks: shadowHooks,
     events: false,
   }),
   relayTarget({
     name: 'relay-events',
-    description: 'events from the host compositor into the relay (host mode and shadowed shm)',
-    hooks: () => relayHooks({ ...PROXY_HOOKS, shadowShm: memfdShadow }),
+    description: 'events from the host compositor into the relay in host mode',
+    corpusDir: CORPUS.hostMode,
+    hooks: hostModeHooks,
+    events: true,
+  }),
+  relayTarget({
+    name: 'relay-events-shm',
+    description:
+      'events from the host compositor into the relay with wl_shm shadowed (buffer releases, keymaps)',
+    corpusDir: CORPUS.shadow,
+    hooks: shadowHooks,
     events: true,
   }),
 ];

@@ -16,6 +16,7 @@ import { closeQuietly } from '../../src/wire/fd-queue.js';
 import type { FdSpec, FuzzTarget } from '../harness.js';
 import { EDGE_U32, Warnings, MemoryEndpoint, openFd } from '../harness.js';
 import type { Trace } from './relay.js';
+import { CORPUS } from './relay.js';
 
 function errno(code: string): Error {
   return Object.assign(new Error(`${code} (fuzz)`), { code, syscall: 'ioctl' });
@@ -183,7 +184,10 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 );
 
 const tables = new ProtocolTables(allInterfaces);
-const tick = () => new Promise<void>((r) => setImmediate(r));
+/** Lets the link's poller see what the host sent: one turn of the event loop can be too few. */
+const tick = async () => {
+  for (let i = 0; i < 2; i++) await new Promise<void>((r) => setImmediate(r));
+};
 
 interface Decoded {
   ops: { side: 'c' | 'h'; data: Buffer; fds: readonly FdSpec[] }[];
@@ -194,7 +198,7 @@ export const virtWlTarget: FuzzTarget<VirtWlInput> & { traces: Decoded[] } = {
   name: 'virtwl-link',
   description:
     "the virtio_wl link's messages from the host: RECV data and vfds (memory, pipes), through the relay with shm shadowed in NEW_ALLOC memory",
-  corpusDir: 'relay',
+  corpusDir: CORPUS.shadow,
   async: true,
   traces: [],
   arbitrary(corpus) {
