@@ -64,7 +64,7 @@ export function openFd(spec: FdSpec, extra: number[]): number {
 /**
  * One side of a relay in memory: `deliver` is a socket read (bytes and fds arrive, the handler is
  * told), `flush` is a peer that takes everything at once. What was sent is checked to be framed
- * Wayland (a relay must never pass on a malformed message) and counted.
+ * Wayland (a relay must never pass on a malformed message).
  */
 export class MemoryEndpoint implements Endpoint {
   readonly in = Buffer.alloc(65536);
@@ -80,8 +80,6 @@ export class MemoryEndpoint implements Endpoint {
   fdsIn = 0;
   readonly label = -1;
   reading = true;
-  /** Messages sent to the peer. */
-  sent = 0;
   /** Messages sent whose header was malformed: a relay fault. */
   malformed: string | null = null;
   /** The last message sent, for oracles (wl_display.error to the client). */
@@ -108,7 +106,6 @@ export class MemoryEndpoint implements Endpoint {
         break;
       }
       this.lastSent = out.buf.subarray(pos, pos + size);
-      this.sent++;
       pos += size;
     }
     if (pos !== out.len) this.malformed ??= 'a partial message';
@@ -164,15 +161,6 @@ export class MemoryEndpoint implements Endpoint {
     this.congested = false;
     this.handler.onDrain?.();
   }
-}
-
-/** Fails when fds are open that were not open before `run` (fds the code under test leaked). */
-export async function withoutFdLeak<T>(run: () => T | Promise<T>): Promise<T> {
-  const before = native.openFdCount();
-  const result = await run();
-  const after = native.openFdCount();
-  if (after !== before) throw new Error(`fd leak: ${before} fds open before, ${after} after`);
-  return result;
 }
 
 /**

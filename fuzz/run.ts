@@ -2,8 +2,8 @@
 //                 [--json FILE]
 //
 // Runs every fuzz target (or those named), one after another, each in its own process for N
-// seconds (or until it made --runs executions): first its corpus as recorded, then fast-check's inputs (structured from the protocol
-// tables, and mutations of the corpus). Each execution is checked for exceptions that escape
+// seconds (or until it made --runs executions): first its corpus as recorded, then fast-check's
+// inputs (structured from the protocol tables, and mutations of the corpus). Each execution is checked for exceptions that escape
 // the code under test, broken invariants, and fds left open; a target that stops making progress
 // for HANG_SECONDS is killed and reported as a hang. Prints executions per target; exits 1 on
 // any fault, with the input that caused it (and how to replay it) in fuzz/build/crashes/.
@@ -94,7 +94,6 @@ function parseArgs(argv: string[]): Args {
       case '--list':
         for (const t of targets) console.log(`${t.name.padEnd(22)} ${t.description}`);
         process.exit(0);
-      // eslint-disable-next-line no-fallthrough
       default:
         throw new Error(`unknown argument ${argv[i]}`);
     }
