@@ -52,6 +52,7 @@ describe('the host compositor killed and started again', () => {
 
   test(`${RESTARTS} times: clients told, programs up, new clients served once it is back`, async () => {
     const backWithin: number[] = [];
+    const told = new Set<string>();
     for (let round = 0; round < RESTARTS; round++) {
       // a client of each program, connected and idle
       const idle = Object.values(paths).map((p) => new RawClient(p));
@@ -62,6 +63,7 @@ describe('the host compositor killed and started again', () => {
       for (const c of idle) {
         const r = await readRoundTrip(c);
         expect(r.error, 'the idle client is told').toMatch(/compositor/);
+        told.add(r.error!);
         c.close();
       }
       // no compositor: new clients are refused with a reason, and nothing dies
@@ -69,6 +71,7 @@ describe('the host compositor killed and started again', () => {
         const r = await roundTrip(p);
         expect(r.done).toBe(false);
         expect(r.error).toMatch(/compositor|host/);
+        told.add(r.error!);
       }
       for (const run of [proxy, host, guestProxy])
         expect(run.child.exitCode, run.output()).toBeNull();
@@ -88,6 +91,7 @@ describe('the host compositor killed and started again', () => {
       }
       backWithin.push(Date.now() - back);
     }
+    console.log(`what clients were told: ${[...told].join(' | ')}`);
     console.log(
       `compositor restarts: every client told; both programs served new clients ${backWithin.join(', ')} ms after the compositor was back`,
     );
