@@ -3,10 +3,11 @@
 //
 // Runs every fuzz target (or those named), one after another, each in its own process for N
 // seconds (or until it made --runs executions): first its corpus as recorded, then fast-check's
-// inputs (structured from the protocol tables, and mutations of the corpus). Each execution is checked for exceptions that escape
-// the code under test, broken invariants, and fds left open; a target that stops making progress
-// for HANG_SECONDS is killed and reported as a hang. Prints executions per target; exits 1 on
-// any fault, with the input that caused it (and how to replay it) in fuzz/build/crashes/.
+// inputs (structured from the protocol tables, and mutations of the corpus). Each execution is
+// checked for exceptions that escape the code under test, broken invariants, fds left open and
+// memory left mapped; a target that stops making progress for HANG_SECONDS is killed and
+// reported as a hang. Prints executions per target; exits 1 on any fault, with the input that
+// caused it (and how to replay it) in fuzz/build/crashes/.
 // FUZZ_DEBUG=1 prints the warnings of the code under test: how deep the inputs get.
 import { fork } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -137,9 +138,13 @@ async function runChild(args: Args): Promise<void> {
       report();
     }
     const before = native.openFdCount();
+    const mappings = native.mappingCount();
     const after = () => {
       const now = native.openFdCount();
       if (now !== before) throw new Error(`fd leak: ${before} fds open before, ${now} after`);
+      // what the code under test mapped is unmapped when its object dies, not when the GC runs
+      const left = native.mappingCount() - mappings;
+      if (left !== 0) throw new Error(`${left} mapping(s) left in place after the execution`);
     };
     const r = target.run(input);
     if (r instanceof Promise) return (inFlight = r.then(after));
