@@ -11,6 +11,7 @@ export default defineConfig({
       'test/sway/**',
       'test/x11/**',
       'test/dist/**',
+      'test/soak/**',
     ],
     globalSetup: ['test/support/global-setup.ts'],
     testTimeout: 60000,

@@ -114,6 +114,11 @@ Napi::Value Munmap(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// Mappings not unmapped yet (by munmap() or a collected Buffer): for leak checks.
+Napi::Value MappingCount(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(live_mappings.size()));
+}
+
 // ---- pixel copies ---------------------------------------------------------------------------
 
 // volatile: the stores around the copy loop must not be moved across the memcpy calls.
@@ -362,6 +367,7 @@ void InitMemory(Napi::Env env, Napi::Object exports) {
   exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate, "memfdCreate"));
   exports.Set("mmap", Napi::Function::New(env, Mmap, "mmap"));
   exports.Set("munmap", Napi::Function::New(env, Munmap, "munmap"));
+  exports.Set("mappingCount", Napi::Function::New(env, MappingCount, "mappingCount"));
   exports.Set("copyRects", Napi::Function::New(env, CopyRects, "copyRects"));
   exports.Set("copiedBytes", Napi::Function::New(env, CopiedBytes, "copiedBytes"));
   exports.Set("pipe", Napi::Function::New(env, Pipe, "pipe"));

@@ -179,6 +179,14 @@ function refuseClient(fd: number, message: string): void {
   w.end();
   try {
     native.sendmsg(fd, w.buf, 0, w.len, [], 0);
+    // what the client sent already is read first: closing a socket with unread bytes resets the
+    // connection, and the client would get ECONNRESET instead of the error
+    const buf = Buffer.allocUnsafe(4096);
+    const out = new Int32Array(native.RECV_OUT_LENGTH);
+    for (let n = 1; n > 0;) {
+      n = native.recvmsg(fd, buf, 0, buf.length, out);
+      for (let i = 0; i < out[0]; i++) closeQuietly(out[2 + i]);
+    }
   } catch {
     // the client is gone already
   }

@@ -212,6 +212,13 @@ describe('listenFdsFromEnv: reading the environment', () => {
     expect(usageError({ ...base, LISTEN_FDNAMES: '' })).toMatch(/fd 3 has no name/);
     expect(usageError({ ...base, LISTEN_FDNAMES: 'wayland:unknown' })).toMatch(/fd 4 has no name/);
   });
+
+  test('a huge LISTEN_FDS without names is refused, not spelled out (found by npm run fuzz)', () => {
+    // it once made an array of LISTEN_FDS names: 2^31 of them ended the process out of memory
+    const base = { LISTEN_PID: String(pid), LISTEN_FDS: '2147483644' };
+    expect(usageError(base)).toMatch(/fd 3 has no name/);
+    expect(usageError({ ...base, LISTEN_FDNAMES: 'wayland:x11' })).toMatch(/has 2 names/);
+  });
 });
 
 describe('listenFdsFromEnv: sockets from systemd-socket-activate', () => {

@@ -127,8 +127,15 @@ function readListenFds(env: NodeJS.ProcessEnv, pid: number): ActivatedSockets | 
 
 /** One name per fd, "unknown" for unnamed ones; a lone unnamed fd is the Wayland socket. */
 function fdNames(listenFdNames: string | undefined, count: number): string[] {
-  // Unset and empty are the same to sd_listen_fds_with_names: no names.
-  const names = listenFdNames ? listenFdNames.split(':') : new Array<string>(count).fill(UNNAMED);
+  // Unset and empty are the same to sd_listen_fds_with_names: no names. LISTEN_FDS may be any
+  // number up to 2^31: no list of that many names is made to find that they are all unnamed.
+  if (!listenFdNames) {
+    if (count === 1) return ['wayland'];
+    throw new UsageError(
+      `socket activation: fd ${LISTEN_FDS_START} has no name (LISTEN_FDNAMES="${listenFdNames ?? ''}"); ${HINT}`,
+    );
+  }
+  const names = listenFdNames.split(':');
   if (names.length !== count) {
     throw new UsageError(
       `socket activation: LISTEN_FDNAMES="${listenFdNames}" has ${names.length} ` +

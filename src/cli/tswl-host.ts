@@ -202,7 +202,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 /** The compositor's security-context manager, or null (said once in the log). */
-function securityContextManager(socket: string, log: Log): SecurityContextManager | null {
+export function securityContextManager(socket: string, log: Log): SecurityContextManager | null {
   let manager: SecurityContextManager | null = null;
   try {
     manager = findSecurityContextManager(socket);
@@ -217,8 +217,12 @@ function securityContextManager(socket: string, log: Log): SecurityContextManage
   return manager;
 }
 
-/** A VM's way to the compositor: its own security context, else (said in the log) the socket. */
-function vmContext(
+/**
+ * A VM's way to the compositor: its own security context, else (said in the log) the socket. A
+ * context lives in the compositor: when the compositor is restarted, the VM's next channel finds
+ * nobody listening and gets a new context from the new compositor.
+ */
+export function vmContext(
   socket: string,
   manager: SecurityContextManager,
   label: string,
@@ -226,12 +230,42 @@ function vmContext(
   log: Log,
 ): CompositorAccess {
   const instance = `${label}-${process.pid}-${guest.replace(/\W+/g, '')}`;
-  try {
-    return openSecurityContext(socket, manager, label, instance);
-  } catch (e) {
-    log.warn(`${guest}: no security context (${errorMessage(e)}); its channels use ${socket}`);
-    return { connect: () => native.connectUnix(socket), close: () => {} };
-  }
+  const plain: CompositorAccess = { connect: () => native.connectUnix(socket), close: () => {} };
+  /** The VM's access, or null while there is no compositor to ask (the next channel asks). */
+  const open = (m: SecurityContextManager | null): CompositorAccess | null => {
+    if (!m) {
+      log.warn(`${guest}: the compositor offers no security contexts; its channels use ${socket}`);
+      return plain;
+    }
+    try {
+      return openSecurityContext(socket, m, label, instance);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ECONNREFUSED' || code === 'ENOENT') return null;
+      log.warn(`${guest}: no security context (${errorMessage(e)}); its channels use ${socket}`);
+      return plain;
+    }
+  };
+  let access = open(manager);
+  return {
+    connect() {
+      if (access) {
+        try {
+          return access.connect();
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'ECONNREFUSED' || access === plain) throw e;
+          log.warn(`${guest}: its security context is gone (was the compositor restarted?)`);
+          access.close();
+          access = null;
+        }
+      }
+      // throws while there is no compositor: this channel fails, the next one asks again
+      access = open(findSecurityContextManager(socket));
+      if (!access) throw new Error(`cannot reach the compositor at ${socket}`);
+      return access.connect();
+    },
+    close: () => access?.close(),
+  };
 }
 
 function checkCompositor(path: string): void {

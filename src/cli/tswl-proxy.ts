@@ -363,7 +363,7 @@ export async function main(argv: string[]): Promise<number> {
   });
 }
 
-function runControlCommand(command: string, log: Log, server: ProxyServer): void {
+export function runControlCommand(command: string, log: Log, server: ProxyServer): void {
   switch (command) {
     case 'dump-log':
       if (log.ring) log.dumpRing('dump-log');

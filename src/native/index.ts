@@ -62,6 +62,7 @@ interface NativeAddon {
   memfdCreate(name: string, size: number): number;
   mmap(fd: number, offset: number, length: number, writable: boolean): Buffer;
   munmap(buf: Buffer): void;
+  mappingCount(): number;
   copyRects(
     dst: Uint8Array,
     dstStride: number,
@@ -214,6 +215,9 @@ export const mmap: (fd: number, offset: number, length: number, writable: boolea
 
 /** Unmaps a Buffer returned by mmap() and detaches it (it reads as empty afterwards). Idempotent. */
 export const munmap: (buf: Buffer) => void = addon.munmap;
+
+/** Mappings from mmap() still in place: what munmap() (or a collected Buffer) has not undone. */
+export const mappingCount: () => number = addon.mappingCount;
 
 /**
  * Copies rectangles (x, y, w, h quadruples in pixels, `count` of them, clipped to

@@ -186,6 +186,9 @@ export class WindowManager implements SurfaceEvents {
 
   /** One event from Xwayland. */
   handleEvent(ev: XEvent): void {
+    // Before start() has the atoms, only a client's SendEvent can reach the WM; the windows that
+    // exist by then are found by start() itself.
+    if (!this.atoms) return;
     switch (ev.kind) {
       case 'create':
         if (ev.parent === this.root && ev.window !== this.checkWindow)

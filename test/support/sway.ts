@@ -85,7 +85,8 @@ export class Sway {
     readonly socket: string,
     /** XDG_RUNTIME_DIR and HOME of the clients: nothing in it leads to sway. */
     readonly clientDir: string,
-    readonly sway: Running,
+    public sway: Running,
+    private readonly debug: boolean,
   ) {}
 
   /** `debug`: sway traces every message it gets (WAYLAND_DEBUG=server), readable in its output. */
@@ -98,27 +99,7 @@ export class Sway {
     const runtimeInside = `/${relative(sid, runtimeDir)}`;
     const clientDir = mkdtempSync(join(tmpdir(), 'tswl-sway-clients-'));
     writeFileSync(join(runtimeDir, 'config'), CONFIG);
-    const sway = start(
-      'chroot',
-      [
-        sid,
-        'env',
-        '-i',
-        'PATH=/usr/bin:/bin',
-        'LANG=C.UTF-8',
-        `HOME=${runtimeInside}`,
-        `XDG_RUNTIME_DIR=${runtimeInside}`,
-        `SWAYSOCK=${runtimeInside}/ipc.sock`,
-        'WLR_BACKENDS=headless',
-        'WLR_RENDERER=pixman',
-        'WLR_LIBINPUT_NO_DEVICES=1',
-        ...(options.debug ? ['WAYLAND_DEBUG=server'] : []),
-        'sway',
-        '--config',
-        `${runtimeInside}/config`,
-      ],
-      process.env,
-    );
+    const sway = spawnSway(runtimeInside, options.debug ?? false);
     try {
       const name = await waitFor(
         'sway to listen',
@@ -129,7 +110,14 @@ export class Sway {
         },
         20000,
       );
-      const s = new Sway(runtimeDir, runtimeInside, join(runtimeDir, name), clientDir, sway);
+      const s = new Sway(
+        runtimeDir,
+        runtimeInside,
+        join(runtimeDir, name),
+        clientDir,
+        sway,
+        options.debug ?? false,
+      );
       // swaybg has drawn the background: the output is ready for screenshots
       await waitFor('the background', () => s.isEmpty(), 20000);
       return s;
@@ -334,12 +322,48 @@ export class Sway {
     return found;
   }
 
+  /** Kills sway and starts another on the same socket: a compositor restart under its clients. */
+  async restart(): Promise<void> {
+    process.kill(-this.sway.child.pid!, 'SIGKILL');
+    await this.sway.exited;
+    // a killed sway leaves its IPC socket, which the next one does not take over
+    rmSync(join(this.runtimeDir, 'ipc.sock'), { force: true });
+    this.sway = spawnSway(this.runtimeInside, this.debug);
+    await waitFor('sway to listen again', () => accepts(this.socket), 20000);
+    await waitFor('the background', () => this.isEmpty(), 20000);
+  }
+
   async stop(): Promise<void> {
     for (const h of this.hosts) await stop(h);
     await stop(this.sway);
     rmSync(this.runtimeDir, { recursive: true, force: true });
     rmSync(this.clientDir, { recursive: true, force: true });
   }
+}
+
+/** sway in the chroot, headless, on `runtimeInside` (its path inside the chroot). */
+function spawnSway(runtimeInside: string, debug: boolean): Running {
+  return start(
+    'chroot',
+    [
+      sid,
+      'env',
+      '-i',
+      'PATH=/usr/bin:/bin',
+      'LANG=C.UTF-8',
+      `HOME=${runtimeInside}`,
+      `XDG_RUNTIME_DIR=${runtimeInside}`,
+      `SWAYSOCK=${runtimeInside}/ipc.sock`,
+      'WLR_BACKENDS=headless',
+      'WLR_RENDERER=pixman',
+      'WLR_LIBINPUT_NO_DEVICES=1',
+      ...(debug ? ['WAYLAND_DEBUG=server'] : []),
+      'sway',
+      '--config',
+      `${runtimeInside}/config`,
+    ],
+    process.env,
+  );
 }
 
 /**
