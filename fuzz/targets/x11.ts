@@ -141,8 +141,14 @@ export async function runX11(input: X11Input): Promise<void> {
     destroyed: (s) => wm.destroyed(s),
     keyboardEnter: (s) => wm.keyboardEnter(s),
     pointerEnter: (s) => wm.pointerEnter(s),
+    attached: (s) => wm.attached(s),
   });
-  wm = new WindowManager(conn, surfaces, { tag: '[x] ', xrdb: ['Xft.dpi:96'], warn: () => {} });
+  wm = new WindowManager(conn, surfaces, {
+    tag: '[x] ',
+    appIdPrefix: 'vm.',
+    xrdb: ['Xft.dpi:96'],
+    warn: () => {},
+  });
   const started = wm.start().catch(() => {});
   const internals = conn as unknown as { pending: { sequence: number }[]; sequence: number };
   const feed = (bytes: Buffer) => {
