@@ -3,6 +3,7 @@
 // per ring-1 fence, written by the context (cross-domain.ts). The relay reads it like a socket.
 
 import type { Endpoint, EndpointHandler } from '../wire/connection.js';
+import { RELEASED, RELEASED_VIEW, giveBack, takeBuffer } from '../wire/buffer-pool.js';
 import { FdQueue, closeQuietly } from '../wire/fd-queue.js';
 import { MessageWriter } from '../wire/writer.js';
 
@@ -13,7 +14,7 @@ export const CHANNEL_HIGH_WATER = 256 * 1024;
 const MAX_PENDING_FDS = 256;
 
 export class GuestChannel implements Endpoint {
-  in = Buffer.allocUnsafe(IN_BUFFER_SIZE);
+  in = takeBuffer(IN_BUFFER_SIZE);
   inView = new DataView(this.in.buffer, this.in.byteOffset, this.in.byteLength);
   inStart = 0;
   inEnd = 0;
@@ -71,7 +72,7 @@ export class GuestChannel implements Endpoint {
       this.inEnd -= this.inStart;
       this.inStart = 0;
       if (this.in.length - this.inEnd < size) {
-        let length = this.in.length * 2;
+        let length = Math.max(this.in.length * 2, IN_BUFFER_SIZE);
         while (length - this.inEnd < size) length *= 2;
         const bigger = Buffer.allocUnsafe(length);
         this.in.copy(bigger, 0, 0, this.inEnd);
@@ -107,6 +108,9 @@ export class GuestChannel implements Endpoint {
     if (this.closed) return;
     this.closed = true;
     this.inFds.closeAll();
+    giveBack(this.in);
+    this.in = RELEASED;
+    this.inView = RELEASED_VIEW;
     this.inStart = this.inEnd = 0;
     this.deliver();
   }
@@ -116,6 +120,6 @@ export class GuestChannel implements Endpoint {
     this.close();
     for (const fd of this.out.fds) closeFd(fd);
     this.out.fds.length = 0;
-    this.out.clear();
+    this.out.release();
   }
 }

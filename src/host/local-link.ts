@@ -307,6 +307,9 @@ export class LinkGuest {
       try {
         n = native.sendmsg(this.fd, o.packet, 0, o.packet.length, o.fds, o.fds.length);
       } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        // the guest hung up with replies still on their way: that is no failure of the link
+        if (code === 'EPIPE' || code === 'ECONNRESET') return this.fail(null);
         return this.fail(`sending to the link failed: ${errorMessage(e)}`);
       }
       if (n < 0) break;

@@ -4,6 +4,7 @@
 // is kept outstanding. Pipes carry clipboard data both ways with READ and WRITE. The link also
 // allocates host memory for shadowed wl_shm buffers (GET_IMAGE_REQUIREMENTS + HOST3D blobs).
 import * as native from '../native/index.js';
+import { RELEASED, RELEASED_VIEW, giveBack, takeBuffer } from '../wire/buffer-pool.js';
 import type { Relay } from '../relay/relay.js';
 import type { ShadowAllocator, ShadowAllocatorSource, ShadowMemory } from '../relay/shm.js';
 import {
@@ -69,7 +70,7 @@ let nextLabel = 1;
  * 1), a query and a channel ring page, INIT, POLL.
  */
 export class CrossDomainLink implements Endpoint, ShadowAllocator {
-  in = Buffer.allocUnsafe(IN_BUFFER_SIZE);
+  in = takeBuffer(IN_BUFFER_SIZE);
   inView = new DataView(this.in.buffer, this.in.byteOffset, this.in.byteLength);
   inStart = 0;
   inEnd = 0;
@@ -95,7 +96,7 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
   /** Handles to close once the requests queued before their release have been submitted. */
   private readonly deferredCloses: number[] = [];
   private readonly requirements = new Map<string, ImageRequirements>();
-  private readonly submitBuf = Buffer.alloc(MAX_SUBMIT);
+  private submitBuf = takeBuffer(MAX_SUBMIT);
   private readonly imported: number[] = [];
 
   constructor(
@@ -184,7 +185,12 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
     this.inFds.closeAll();
     for (const fd of this.out.fds) closeQuietly(fd);
     this.out.fds.length = 0;
-    this.out.clear();
+    this.out.release();
+    giveBack(this.in);
+    giveBack(this.submitBuf);
+    this.in = this.submitBuf = RELEASED;
+    this.inView = RELEASED_VIEW;
+    this.inStart = this.inEnd = 0;
   }
 
   /** Host memory for a shadow buffer: a HOST3D blob made from an R8 image of `size` × 1. */

@@ -10,6 +10,7 @@ import * as native from '../native/index.js';
 import type { Relay } from '../relay/relay.js';
 import type { ShadowAllocator, ShadowAllocatorSource, ShadowMemory } from '../relay/shm.js';
 import type { Endpoint, EndpointHandler } from '../wire/connection.js';
+import { RELEASED, RELEASED_VIEW, giveBack, takeBuffer } from '../wire/buffer-pool.js';
 import { FdQueue, closeQuietly, reopen } from '../wire/fd-queue.js';
 import { MessageWriter } from '../wire/writer.js';
 import {
@@ -92,7 +93,7 @@ let nextLabel = 1;
 
 /** One client's channel to the host compositor through its own virtio_wl context. */
 export class VirtWlLink implements Endpoint, ShadowAllocator {
-  in = Buffer.allocUnsafe(IN_BUFFER_SIZE);
+  in = takeBuffer(IN_BUFFER_SIZE);
   inView = new DataView(this.in.buffer, this.in.byteOffset, this.in.byteLength);
   inStart = 0;
   inEnd = 0;
@@ -188,7 +189,11 @@ export class VirtWlLink implements Endpoint, ShadowAllocator {
     for (const fd of this.out.fds) if (!this.pumpVfds.has(fd)) closeQuietly(fd);
     this.pumpVfds.clear();
     this.out.fds.length = 0;
-    this.out.clear();
+    this.out.release();
+    giveBack(this.in);
+    this.in = RELEASED;
+    this.inView = RELEASED_VIEW;
+    this.inStart = this.inEnd = 0;
     if (this.dupPair) for (const fd of this.dupPair) closeQuietly(fd);
     this.dupPair = null;
   }
@@ -395,7 +400,7 @@ export class VirtWlLink implements Endpoint, ShadowAllocator {
       this.inEnd -= this.inStart;
       this.inStart = 0;
       if (this.in.length - this.inEnd < size) {
-        const bigger = Buffer.allocUnsafe(this.in.length * 2);
+        const bigger = Buffer.allocUnsafe(Math.max(this.in.length * 2, IN_BUFFER_SIZE));
         this.in.copy(bigger, 0, 0, this.inEnd);
         this.in = bigger;
         this.inView = new DataView(bigger.buffer, bigger.byteOffset, bigger.byteLength);

@@ -4,6 +4,7 @@
 import { fstatSync, openSync } from 'node:fs';
 import * as native from '../native/index.js';
 import { closeQuietly } from '../wire/fd-queue.js';
+import { RELEASED, RELEASED_VIEW, giveBack, takeBuffer } from '../wire/buffer-pool.js';
 import {
   BlobFlag,
   BlobMem,
@@ -131,9 +132,9 @@ export class LocalVirtGpu implements VirtGpu {
   onError: ((error: Error) => void) | null = null;
   private readonly fd: number;
   private readonly poller: native.Poller;
-  private readonly rbuf = Buffer.allocUnsafe(LOCAL_LINK_MAX_PACKET);
+  private rbuf = takeBuffer(LOCAL_LINK_MAX_PACKET);
   /** Where execbuffer builds a packet; one the socket did not take is queued as it is. */
-  private execScratch: Buffer = Buffer.alloc(LOCAL_LINK_MAX_PACKET);
+  private execScratch: Buffer = takeBuffer(LOCAL_LINK_MAX_PACKET);
   private execView = new DataView(this.execScratch.buffer, this.execScratch.byteOffset);
   /** Scratch buffers back from the queue, so a flood that fills the socket allocates nothing. */
   private readonly spareScratch: Buffer[] = [];
@@ -460,6 +461,10 @@ export class LocalVirtGpu implements VirtGpu {
     for (const q of this.sendQueue) for (const fd of q.fds) closeQuietly(fd);
     this.sendQueue.length = 0;
     this.queuedBytes = 0;
+    for (const buf of [this.rbuf, this.execScratch, ...this.spareScratch]) giveBack(buf);
+    this.spareScratch.length = 0;
+    this.rbuf = this.execScratch = RELEASED;
+    this.execView = RELEASED_VIEW;
   }
 
   // --- internals ---------------------------------------------------------------------------------
@@ -549,7 +554,7 @@ export class LocalVirtGpu implements VirtGpu {
     const owned = fds.map(reopen);
     const scratch = buf.buffer === this.execScratch.buffer ? this.execScratch : null;
     if (scratch) {
-      this.execScratch = this.spareScratch.pop() ?? Buffer.alloc(LOCAL_LINK_MAX_PACKET);
+      this.execScratch = this.spareScratch.pop() ?? takeBuffer(LOCAL_LINK_MAX_PACKET);
       this.execView = new DataView(this.execScratch.buffer, this.execScratch.byteOffset);
     }
     this.sendQueue.push({ buf: scratch ? buf : Buffer.from(buf), fds: owned, scratch });

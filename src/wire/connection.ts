@@ -1,4 +1,5 @@
 import * as native from '../native/index.js';
+import { RELEASED, RELEASED_VIEW, giveBack, takeBuffer } from './buffer-pool.js';
 import { FdQueue, closeQuietly } from './fd-queue.js';
 import { MessageWriter } from './writer.js';
 
@@ -51,8 +52,8 @@ export interface Endpoint {
  * batched flushes, and readiness from Node's event loop.
  */
 export class Connection implements Endpoint {
-  readonly in = Buffer.allocUnsafe(IN_BUFFER_SIZE);
-  readonly inView = new DataView(this.in.buffer, this.in.byteOffset, this.in.byteLength);
+  in = takeBuffer(IN_BUFFER_SIZE);
+  inView = new DataView(this.in.buffer, this.in.byteOffset, this.in.byteLength);
   inStart = 0;
   inEnd = 0;
   readonly inFds = new FdQueue();
@@ -136,6 +137,11 @@ export class Connection implements Endpoint {
     this.inFds.closeAll();
     for (const fd of this.out.fds) closeQuietly(fd);
     this.out.fds.length = 0;
+    this.out.release();
+    giveBack(this.in);
+    this.in = RELEASED;
+    this.inView = RELEASED_VIEW;
+    this.inStart = this.inEnd = 0;
   }
 
   private updatePoll(): void {

@@ -1,3 +1,5 @@
+import { RELEASED, RELEASED_VIEW, giveBack, takeBuffer } from './buffer-pool.js';
+
 /**
  * An output buffer for one connection plus the fds that go with it. Messages are
  * appended with begin() … end() and leave in batches when the connection flushes.
@@ -26,7 +28,7 @@ export class MessageWriter {
     /** Queued bytes past which it is congested. */
     private readonly highWater = HIGH_WATER,
   ) {
-    this.buf = Buffer.allocUnsafe(initialSize);
+    this.buf = takeBuffer(initialSize);
     this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
   }
 
@@ -69,9 +71,17 @@ export class MessageWriter {
     this.len = 0;
   }
 
+  /** The transport is gone: its buffer goes back to the pool, and anything queued with it. */
+  release(): void {
+    this.clear();
+    giveBack(this.buf);
+    this.buf = RELEASED;
+    this.view = RELEASED_VIEW;
+  }
+
   reserve(n: number): void {
     if (this.len + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
+    let size = Math.max(this.buf.length * 2, 4096);
     while (size < this.len + n) size *= 2;
     const next = Buffer.allocUnsafe(size);
     // bytes already sent are kept too: callers may hold positions in the buffer (trace marks)
