@@ -96,10 +96,14 @@ export class BootedMachine {
         30000,
       );
       const machine = new BootedMachine(nspawn, init);
-      // Until systemd listens on its socket, systemctl says nothing.
+      // Until systemd listens on its socket, systemctl says nothing, or "offline" when it
+      // cannot reach it yet (seen on a loaded machine): both mean ask again.
       const state = await waitFor(
         'systemd in the machine to answer',
-        () => machine.exec(['systemctl', 'is-system-running', '--wait']).stdout.trim(),
+        () => {
+          const said = machine.exec(['systemctl', 'is-system-running', '--wait']).stdout.trim();
+          return said !== 'offline' && said;
+        },
         30000,
       );
       if (state !== 'running') {
