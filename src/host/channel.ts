@@ -3,7 +3,7 @@
 // per ring-1 fence, written by the context (cross-domain.ts). The relay reads it like a socket.
 
 import type { Endpoint, EndpointHandler } from '../wire/connection.js';
-import { RELEASED, RELEASED_VIEW, giveBack, takeBuffer } from '../wire/buffer-pool.js';
+import { releaseInput, takeBuffer } from '../wire/buffer-pool.js';
 import { FdQueue, closeQuietly } from '../wire/fd-queue.js';
 import { MessageWriter } from '../wire/writer.js';
 
@@ -108,10 +108,7 @@ export class GuestChannel implements Endpoint {
     if (this.closed) return;
     this.closed = true;
     this.inFds.closeAll();
-    giveBack(this.in);
-    this.in = RELEASED;
-    this.inView = RELEASED_VIEW;
-    this.inStart = this.inEnd = 0;
+    releaseInput(this);
     this.deliver();
   }
 

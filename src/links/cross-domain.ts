@@ -4,7 +4,7 @@
 // is kept outstanding. Pipes carry clipboard data both ways with READ and WRITE. The link also
 // allocates host memory for shadowed wl_shm buffers (GET_IMAGE_REQUIREMENTS + HOST3D blobs).
 import * as native from '../native/index.js';
-import { RELEASED, RELEASED_VIEW, giveBack, takeBuffer } from '../wire/buffer-pool.js';
+import { RELEASED, giveBack, releaseInput, takeBuffer } from '../wire/buffer-pool.js';
 import type { Relay } from '../relay/relay.js';
 import type { ShadowAllocator, ShadowAllocatorSource, ShadowMemory } from '../relay/shm.js';
 import {
@@ -186,11 +186,9 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
     for (const fd of this.out.fds) closeQuietly(fd);
     this.out.fds.length = 0;
     this.out.release();
-    giveBack(this.in);
+    releaseInput(this);
     giveBack(this.submitBuf);
-    this.in = this.submitBuf = RELEASED;
-    this.inView = RELEASED_VIEW;
-    this.inStart = this.inEnd = 0;
+    this.submitBuf = RELEASED;
   }
 
   /** Host memory for a shadow buffer: a HOST3D blob made from an R8 image of `size` × 1. */

@@ -10,7 +10,7 @@ import * as native from '../native/index.js';
 import type { Relay } from '../relay/relay.js';
 import type { ShadowAllocator, ShadowAllocatorSource, ShadowMemory } from '../relay/shm.js';
 import type { Endpoint, EndpointHandler } from '../wire/connection.js';
-import { RELEASED, RELEASED_VIEW, giveBack, takeBuffer } from '../wire/buffer-pool.js';
+import { releaseInput, takeBuffer } from '../wire/buffer-pool.js';
 import { FdQueue, closeQuietly, reopen } from '../wire/fd-queue.js';
 import { MessageWriter } from '../wire/writer.js';
 import {
@@ -190,10 +190,7 @@ export class VirtWlLink implements Endpoint, ShadowAllocator {
     this.pumpVfds.clear();
     this.out.fds.length = 0;
     this.out.release();
-    giveBack(this.in);
-    this.in = RELEASED;
-    this.inView = RELEASED_VIEW;
-    this.inStart = this.inEnd = 0;
+    releaseInput(this);
     if (this.dupPair) for (const fd of this.dupPair) closeQuietly(fd);
     this.dupPair = null;
   }

@@ -27,3 +27,19 @@ export function giveBack(buf: Buffer): void {
     if (list.length < MAX_SPARES_PER_SIZE) list.push(buf);
   });
 }
+
+/** The input side of an endpoint, as the relay reads it. */
+interface Input {
+  in: Buffer;
+  inView: DataView;
+  inStart: number;
+  inEnd: number;
+}
+
+/** An endpoint closed: its input buffer goes back, and its fields point at nothing. */
+export function releaseInput(e: Input): void {
+  giveBack(e.in);
+  e.in = RELEASED;
+  e.inView = RELEASED_VIEW;
+  e.inStart = e.inEnd = 0;
+}

@@ -1,5 +1,5 @@
 import * as native from '../native/index.js';
-import { RELEASED, RELEASED_VIEW, giveBack, takeBuffer } from './buffer-pool.js';
+import { releaseInput, takeBuffer } from './buffer-pool.js';
 import { FdQueue, closeQuietly } from './fd-queue.js';
 import { MessageWriter } from './writer.js';
 
@@ -138,10 +138,7 @@ export class Connection implements Endpoint {
     for (const fd of this.out.fds) closeQuietly(fd);
     this.out.fds.length = 0;
     this.out.release();
-    giveBack(this.in);
-    this.in = RELEASED;
-    this.inView = RELEASED_VIEW;
-    this.inStart = this.inEnd = 0;
+    releaseInput(this);
   }
 
   private updatePoll(): void {
