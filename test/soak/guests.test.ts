@@ -3,16 +3,15 @@
 // answers. tswl-host stops reading the compositor for it once 256 KiB wait for the guest
 // (CHANNEL_HIGH_WATER), stops taking its commands once 1 MiB of its own requests wait
 // (BACKLOG_PAUSE), and serves other VMs meanwhile; when the guest goes, all of it is released.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { VirtioGpuResp } from '../../src/virtgpu/protocol.js';
-import { hostBin } from '../support/cross-domain.js';
-import { killAll, start, stop, waitFor } from '../support/processes.js';
+import { killAll, stop, waitFor } from '../support/processes.js';
 import { sleep, wl } from '../support/virtgpu-commands.js';
 import { TestFrontend } from '../support/vhost-user-frontend.js';
-import { describeFds, openFds, rssKiB, startWestonAt } from './support.js';
+import { describeFds, openFds, rssKiB, startVhostUserHost } from './support.js';
 
 /** A VM with a Wayland channel to the compositor (context 1). */
 async function vmWithChannel(path: string): Promise<TestFrontend> {
@@ -36,15 +35,7 @@ describe('guests that never POLL, against tswl-host --vhost-user', () => {
   });
 
   test('a flood of requests whose answers are never polled is bounded; other VMs go on', async () => {
-    const weston = await startWestonAt(runtimeDir);
-    const socket = join(runtimeDir, 'gpu.sock');
-    const env: NodeJS.ProcessEnv = { ...process.env, XDG_RUNTIME_DIR: runtimeDir };
-    const host = start(
-      hostBin,
-      ['--wayland-sock', join(runtimeDir, 'wayland-0'), '--vhost-user', socket],
-      env,
-    );
-    await waitFor('tswl-host to listen', () => existsSync(socket) || host.child.exitCode !== null);
+    const { weston, host, socket } = await startVhostUserHost(runtimeDir);
     const pid = host.child.pid!;
     (await vmWithChannel(socket)).close(); // warm-up
     await new Promise((r) => setTimeout(r, 300));

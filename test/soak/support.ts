@@ -1,7 +1,8 @@
 // What the soak and fault runs share: a weston that can be killed and started again on the same
 // socket, a Wayland round trip by hand, and a process's open fds and RSS from /proc.
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { hostBin } from '../support/cross-domain.js';
 import { type Running, accepts, start, waitFor } from '../support/processes.js';
 import { RawClient, type RawEvent, displayError } from '../support/raw-client.js';
 
@@ -23,6 +24,21 @@ export async function startWestonAt(runtimeDir: string): Promise<Running> {
   );
   await waitFor('weston to listen', () => accepts(join(runtimeDir, 'wayland-0')), 20000);
   return weston;
+}
+
+/** A headless weston and a `tswl-host --vhost-user` serving it, both in `runtimeDir`. */
+export async function startVhostUserHost(
+  runtimeDir: string,
+): Promise<{ weston: Running; host: Running; socket: string }> {
+  const weston = await startWestonAt(runtimeDir);
+  const socket = join(runtimeDir, 'gpu.sock');
+  const host = start(
+    hostBin,
+    ['--wayland-sock', join(runtimeDir, 'wayland-0'), '--vhost-user', socket],
+    { ...process.env, XDG_RUNTIME_DIR: runtimeDir },
+  );
+  await waitFor('tswl-host to listen', () => existsSync(socket) || host.child.exitCode !== null);
+  return { weston, host, socket };
 }
 
 /** What one round trip got: the globals announced, or the display error that ended it. */

@@ -3,15 +3,14 @@
 // with a blob mapping waiting for the VMM's ack, a ring-1 poll waiting, and half a Wayland
 // message in its channel. After every one tswl-host is back at its fds, and it serves the next.
 //   TSWL_SOAK_VMS=100 npm run test:soak -- vms
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { BackendReq } from '../../src/host/vhost-user-protocol.js';
 import * as native from '../../src/native/index.js';
 import { VirtioGpuResp } from '../../src/virtgpu/protocol.js';
-import { hostBin } from '../support/cross-domain.js';
-import { killAll, start, stop, waitFor } from '../support/processes.js';
+import { killAll, stop, waitFor } from '../support/processes.js';
 import {
   XR24,
   cdImageReqs,
@@ -22,7 +21,7 @@ import {
   wl,
 } from '../support/virtgpu-commands.js';
 import { TestFrontend, readMessage } from '../support/vhost-user-frontend.js';
-import { describeFds, openFds, rssKiB, startWestonAt } from './support.js';
+import { describeFds, openFds, rssKiB, startVhostUserHost } from './support.js';
 
 const VMS = Number(process.env.TSWL_SOAK_VMS ?? 100);
 const OK = VirtioGpuResp.OK_NODATA;
@@ -62,15 +61,7 @@ describe(`${VMS} VMs in a row killed mid-frame against tswl-host --vhost-user`, 
   });
 
   test('each is released whole; the next one is served', async () => {
-    const weston = await startWestonAt(runtimeDir);
-    const socket = join(runtimeDir, 'gpu.sock');
-    const env: NodeJS.ProcessEnv = { ...process.env, XDG_RUNTIME_DIR: runtimeDir };
-    const host = start(
-      hostBin,
-      ['--wayland-sock', join(runtimeDir, 'wayland-0'), '--vhost-user', socket],
-      env,
-    );
-    await waitFor('tswl-host to listen', () => existsSync(socket) || host.child.exitCode !== null);
+    const { weston, host, socket } = await startVhostUserHost(runtimeDir);
     const pid = host.child.pid!;
     await vmDyingMidFrame(socket); // warm-up: what is made once (weston's keymap…) is made
     await new Promise((r) => setTimeout(r, 300));
