@@ -2,6 +2,7 @@
 // not leave every ended connection's 80 KiB for the collector (the soak runs measure the RSS).
 import { expect, test } from 'vitest';
 import * as native from '../src/native/index.js';
+import { takeBuffer } from '../src/wire/buffer-pool.js';
 import { Connection, type EndpointHandler } from '../src/wire/connection.js';
 
 const ignore: EndpointHandler = { onData() {}, onClose() {} };
@@ -33,4 +34,14 @@ test("a closed connection's buffers go to the next one, and are no longer its ow
   first.out.end();
   expect(first.out.buf).not.toBe(output);
   for (const c of [meanwhile, next]) c.close();
+});
+
+test('a buffer that grew in a flood is not kept', async () => {
+  const c = connection();
+  c.out.reserve(4 * 1024 * 1024);
+  const grown = c.out.buf;
+  c.close();
+  await Promise.resolve();
+  // nothing takes buffers of that size: keeping it would hold megabytes for good
+  expect(takeBuffer(grown.length)).not.toBe(grown);
 });

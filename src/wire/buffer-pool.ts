@@ -12,18 +12,20 @@ export const RELEASED = Buffer.alloc(0);
 export const RELEASED_VIEW = new DataView(RELEASED.buffer, RELEASED.byteOffset, 0);
 
 export function takeBuffer(size: number): Buffer {
-  return spares.get(size)?.pop() ?? Buffer.allocUnsafe(size);
+  let list = spares.get(size);
+  if (!list) spares.set(size, (list = []));
+  return list.pop() ?? Buffer.allocUnsafe(size);
 }
 
 /**
  * Takes `buf` back once the code running now has finished with it (a relay may still be parsing
- * the input of a connection that its own error just closed).
+ * the input of a connection that its own error just closed). Only sizes that are taken are kept:
+ * a buffer that grew in a flood goes to the collector.
  */
 export function giveBack(buf: Buffer): void {
-  if (buf.length === 0) return;
+  const list = spares.get(buf.length);
+  if (!list) return;
   queueMicrotask(() => {
-    let list = spares.get(buf.length);
-    if (!list) spares.set(buf.length, (list = []));
     if (list.length < MAX_SPARES_PER_SIZE) list.push(buf);
   });
 }
