@@ -4,6 +4,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Arbitrary } from 'fast-check';
+import { HostWayland } from '../src/host/wayland.js';
 import * as native from '../src/native/index.js';
 import type { Endpoint, EndpointHandler } from '../src/wire/connection.js';
 import { MAX_MESSAGE_SIZE } from '../src/wire/connection.js';
@@ -175,10 +176,28 @@ export class Warnings {
     if (message.includes('internal error')) this.internal ??= message;
   };
 
+  /** A device log that keeps quiet and reports its warnings here. */
+  readonly log = { verbose: false, info: (): void => {}, warn: this.warn };
+
   /** Throws when an internal error was reported. */
   check(where: string): void {
     if (this.internal) throw new Error(`an exception inside ${where}: ${this.internal}`);
   }
+}
+
+/** tswl-host's compositor as socketpairs: each connection's far end goes to `peers`. */
+export function socketpairWayland(peers: number[]): HostWayland {
+  return new HostWayland({
+    socket: '/nonexistent',
+    access: () => ({
+      connect() {
+        const [a, b] = native.socketpair();
+        peers.push(b);
+        return a;
+      },
+      close() {},
+    }),
+  });
 }
 
 /** Values at the edges, where size and offset arithmetic goes wrong. */

@@ -9,7 +9,6 @@ import { DEFAULT_LIMITS } from '../../src/host/budget.js';
 import { GpuDevice, type Reply } from '../../src/host/device.js';
 import type { FdLedger } from '../../src/host/fds.js';
 import type { GuestBacking, GuestMemory, MemEntry } from '../../src/host/guest-memory.js';
-import { HostWayland } from '../../src/host/wayland.js';
 import * as native from '../../src/native/index.js';
 import {
   BlobMem,
@@ -19,7 +18,7 @@ import {
 } from '../../src/virtgpu/protocol.js';
 import { closeQuietly } from '../../src/wire/fd-queue.js';
 import type { FdSpec, FuzzTarget } from '../harness.js';
-import { EDGE_U32, Warnings, openFd } from '../harness.js';
+import { EDGE_U32, Warnings, openFd, socketpairWayland } from '../harness.js';
 import type { Trace } from './relay.js';
 import { CORPUS } from './relay.js';
 
@@ -475,26 +474,11 @@ export async function runDevice(
   const compositors: number[] = [];
   const extra: number[] = [];
   const warnings = new Warnings();
-  const log = {
-    verbose: false,
-    info: () => {},
-    warn: warnings.warn,
-  };
-  const wayland = new HostWayland({
-    socket: '/nonexistent',
-    access: () => ({
-      connect() {
-        const [a, b] = native.socketpair();
-        compositors.push(b);
-        return a;
-      },
-      close() {},
-    }),
-  });
+  const wayland = socketpairWayland(compositors);
   const memory = new BufferMemory();
   const device = new GpuDevice({
     wayland,
-    log,
+    log: warnings.log,
     name: 'fuzz',
     limits: { ...DEFAULT_LIMITS, contexts: 8, items: 64, fds: 64, fences: 16, blobBytes: 1 << 24 },
   });

@@ -3,14 +3,13 @@
 // chains that loop, overlap or point outside memory, indirect tables), with virtio-gpu commands
 // inside. The VMM end is the other half of a socketpair; guest RAM is a memfd this process maps.
 import fc from 'fast-check';
-import { HostWayland } from '../../src/host/wayland.js';
 import { VhostUserConnection } from '../../src/host/vhost-user.js';
 import { Flag, Req } from '../../src/host/vhost-user-protocol.js';
 import * as native from '../../src/native/index.js';
 import { VirtioGpuCmd } from '../../src/virtgpu/protocol.js';
 import { closeQuietly, reopen } from '../../src/wire/fd-queue.js';
 import type { FuzzTarget } from '../harness.js';
-import { EDGE_U32, Warnings } from '../harness.js';
+import { EDGE_U32, Warnings, socketpairWayland } from '../harness.js';
 
 const RAM = 1 << 16;
 /** The VMM's address of guest RAM, as SET_MEM_TABLE gives it (user addresses). */
@@ -216,26 +215,11 @@ export async function runVhostUser(input: VhostUserInput): Promise<void> {
   const extra: number[] = [];
   const warnings = new Warnings();
   let closed = false;
-  const log = {
-    verbose: false,
-    info: () => {},
-    warn: warnings.warn,
-  };
-  const wayland = new HostWayland({
-    socket: '/nonexistent',
-    access: () => ({
-      connect() {
-        const [a, b] = native.socketpair();
-        extra.push(b);
-        return a;
-      },
-      close() {},
-    }),
-  });
+  const wayland = socketpairWayland(extra);
   const conn = new VhostUserConnection(
     ours,
     'fuzz',
-    { wayland, log, hostVisibleSize: 1n << 24n },
+    { wayland, log: warnings.log, hostVisibleSize: 1n << 24n },
     () => {
       closed = true;
     },

@@ -6,15 +6,14 @@
 // heap settles at its working size, which is no leak; a leak grows with the clients served, so
 // twice the clients would show it.
 //   TSWL_SOAK_CYCLES=10000 npm run test:soak -- cycles
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as native from '../../src/native/index.js';
 import { hostBin } from '../support/cross-domain.js';
 import { type Running, accepts, killAll, start, stop, waitFor } from '../support/processes.js';
-import { NOWHERE, proxyBin } from '../support/weston.js';
-import { describeFds, openFds, rssKiB, startWestonAt } from './support.js';
+import { proxyBin } from '../support/weston.js';
+import { describeFds, openFds, rssKiB, soakRuntime, startWestonAt } from './support.js';
 
 const CYCLES = Number(process.env.TSWL_SOAK_CYCLES ?? 300);
 const WARM_UP = Math.max(2000, CYCLES);
@@ -61,15 +60,7 @@ function cycle(path: string, i: number): boolean {
 }
 
 describe(`${CYCLES} connect/disconnect cycles, a third hanging up mid-message`, () => {
-  const runtimeDir = mkdtempSync(join(tmpdir(), 'tswl-soak-'));
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    XDG_RUNTIME_DIR: runtimeDir,
-    WAYLAND_DISPLAY: NOWHERE,
-  };
-  delete env.DISPLAY;
-  const compositor = join(runtimeDir, 'wayland-0');
-  const gpu = join(runtimeDir, 'tswl-gpu');
+  const { runtimeDir, env, compositor, gpu } = soakRuntime('tswl-soak-');
   let weston: Running;
 
   beforeAll(async () => {

@@ -2,29 +2,20 @@
 // running tswl-host (local link, with a tswl-proxy in front of it as a guest's proxy): their
 // clients get a wl_display.error that says the compositor is gone, both programs stay up, refuse
 // new clients clearly while there is no compositor, and serve new clients once it is back.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { hostBin } from '../support/cross-domain.js';
 import { type Running, accepts, killAll, start, stop, waitFor } from '../support/processes.js';
 import { RawClient } from '../support/raw-client.js';
-import { NOWHERE, proxyBin } from '../support/weston.js';
-import { readRoundTrip, roundTrip, startWestonAt } from './support.js';
+import { proxyBin } from '../support/weston.js';
+import { readRoundTrip, roundTrip, soakRuntime, startWestonAt } from './support.js';
 
 /** How many times the compositor is killed and started again. */
 const RESTARTS = Number(process.env.TSWL_SOAK_RESTARTS ?? 3);
 
 describe('the host compositor killed and started again', () => {
-  const runtimeDir = mkdtempSync(join(tmpdir(), 'tswl-restart-'));
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    XDG_RUNTIME_DIR: runtimeDir,
-    WAYLAND_DISPLAY: NOWHERE,
-  };
-  delete env.DISPLAY;
-  const compositor = join(runtimeDir, 'wayland-0');
-  const gpu = join(runtimeDir, 'tswl-gpu');
+  const { runtimeDir, env, compositor, gpu } = soakRuntime('tswl-restart-');
   /** tswl-proxy in host mode, and tswl-proxy as a guest's proxy in front of tswl-host. */
   const paths = { host: join(runtimeDir, 'wayland-1'), guest: join(runtimeDir, 'wayland-2') };
   let weston: Running;

@@ -1,10 +1,38 @@
 // What the soak and fault runs share: a weston that can be killed and started again on the same
 // socket, a Wayland round trip by hand, and a process's open fds and RSS from /proc.
-import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostBin } from '../support/cross-domain.js';
 import { type Running, accepts, start, waitFor } from '../support/processes.js';
+import { NOWHERE } from '../support/weston.js';
 import { RawClient, type RawEvent, displayError } from '../support/raw-client.js';
+
+/**
+ * A private runtime directory for a soak run, the environment its programs get (no X display, a
+ * WAYLAND_DISPLAY that leads nowhere: proxies reach weston only through --host-display), and where
+ * weston and tswl-host's local link listen in it.
+ */
+export function soakRuntime(prefix: string): {
+  runtimeDir: string;
+  env: NodeJS.ProcessEnv;
+  compositor: string;
+  gpu: string;
+} {
+  const runtimeDir = mkdtempSync(join(tmpdir(), prefix));
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    XDG_RUNTIME_DIR: runtimeDir,
+    WAYLAND_DISPLAY: NOWHERE,
+  };
+  delete env.DISPLAY;
+  return {
+    runtimeDir,
+    env,
+    compositor: join(runtimeDir, 'wayland-0'),
+    gpu: join(runtimeDir, 'tswl-gpu'),
+  };
+}
 
 /** A headless weston on `runtimeDir`/wayland-0 (kill it, start another on the same socket). */
 export async function startWestonAt(runtimeDir: string): Promise<Running> {
