@@ -14,7 +14,7 @@ import * as native from '../src/native/index.js';
 import { VirtioGpuCmd, VirtioGpuResp } from '../src/virtgpu/protocol.js';
 import { hostBin } from './support/cross-domain.js';
 import { LinkGuest, fdCount } from './support/link-guest.js';
-import { type Running, killAll, start, stop, waitFor } from './support/processes.js';
+import { type Running, killAll, listening, start, stop, waitFor } from './support/processes.js';
 import {
   R8,
   RING,
@@ -70,7 +70,7 @@ beforeAll(async () => {
   );
   await waitFor('tswl-host to listen', () => {
     if (host.child.exitCode !== null) throw new Error(host.output());
-    return existsSync(linkPath) && existsSync(vhostPath);
+    return listening(linkPath) && listening(vhostPath);
   });
   pid = host.child.pid!;
 });
@@ -295,7 +295,7 @@ describe('--guest-limit', () => {
       w.env,
     );
     try {
-      await waitFor('the limited tswl-host to listen', () => existsSync(path));
+      await waitFor('the limited tswl-host to listen', () => listening(path));
       const g = new LinkGuest(path);
       try {
         const created = [];

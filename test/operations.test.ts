@@ -383,9 +383,9 @@ describe('systemd', () => {
     ] as const) {
       rmSync(path, { force: true });
       const proxy = start('systemd-socket-activate', [...activateEnv, '-l', path, ...args], w.env);
-      await waitFor('the activation socket', () => existsSync(path));
-      // systemd-socket-activate starts the program on the first connection
-      await accepts(path);
+      // the socket file appears at bind(), before listen(): only a connection that is taken
+      // makes systemd-socket-activate start the program
+      await waitFor('the activation socket', () => accepts(path));
       expect(await proxy.exited).toBe(1);
       expect(proxy.output()).toMatch(message);
     }

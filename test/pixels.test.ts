@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Desktop, colourCount, differingPixels, withFrozenWallClock } from './support/desktop.js';
 import * as native from '../src/native/index.js';
 import { startCrossDomainProxy } from './support/cross-domain.js';
-import { killAll, type Running, start, stop, waitFor } from './support/processes.js';
+import { killAll, listening, type Running, start, stop, waitFor } from './support/processes.js';
 import { ShmClient } from './support/shm-client.js';
 import { NOWHERE, proxyBin, repoRoot } from './support/weston.js';
 
@@ -33,7 +33,7 @@ beforeAll(async () => {
     ['-v', '--wayland-sock', join(desktop.runtimeDir, 'wayland-0'), '--listen-local', gpuPath()],
     process.env,
   );
-  await waitFor('tswl-host to listen', () => existsSync(gpuPath()));
+  await waitFor('tswl-host to listen', () => listening(gpuPath()));
 });
 
 afterAll(async () => {

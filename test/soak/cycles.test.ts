@@ -11,7 +11,15 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as native from '../../src/native/index.js';
 import { hostBin } from '../support/cross-domain.js';
-import { type Running, accepts, killAll, start, stop, waitFor } from '../support/processes.js';
+import {
+  type Running,
+  accepts,
+  killAll,
+  listening,
+  start,
+  stop,
+  waitFor,
+} from '../support/processes.js';
 import { proxyBin } from '../support/weston.js';
 import { describeFds, openFds, rssKiB, soakRuntime, startWestonAt } from './support.js';
 
@@ -124,7 +132,7 @@ describe(`${CYCLES} connect/disconnect cycles, a third hanging up mid-message`, 
 
   test('cross-domain: a guest tswl-proxy over tswl-host', async () => {
     const host = start(hostBin, ['--wayland-sock', compositor, '--listen-local', gpu], env);
-    await waitFor('tswl-host to listen', () => existsSync(gpu));
+    await waitFor('tswl-host to listen', () => listening(gpu));
     const proxy = start(
       proxyBin,
       ['--virtio-gpu-device', gpu, '--wayland-display', 'wayland-2'],

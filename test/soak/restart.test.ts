@@ -6,7 +6,15 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { hostBin } from '../support/cross-domain.js';
-import { type Running, accepts, killAll, start, stop, waitFor } from '../support/processes.js';
+import {
+  type Running,
+  accepts,
+  killAll,
+  listening,
+  start,
+  stop,
+  waitFor,
+} from '../support/processes.js';
 import { RawClient } from '../support/raw-client.js';
 import { proxyBin } from '../support/weston.js';
 import { readRoundTrip, roundTrip, soakRuntime, startWestonAt } from './support.js';
@@ -27,7 +35,7 @@ describe('the host compositor killed and started again', () => {
     weston = await startWestonAt(runtimeDir);
     proxy = start(proxyBin, ['--host-display', compositor, '--wayland-display', 'wayland-1'], env);
     host = start(hostBin, ['--wayland-sock', compositor, '--listen-local', gpu], env);
-    await waitFor('tswl-host to listen', () => existsSync(gpu));
+    await waitFor('tswl-host to listen', () => listening(gpu));
     guestProxy = start(
       proxyBin,
       ['--virtio-gpu-device', gpu, '--wayland-display', 'wayland-2'],

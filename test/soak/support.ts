@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostBin } from '../support/cross-domain.js';
-import { type Running, accepts, start, waitFor } from '../support/processes.js';
+import { type Running, accepts, listening, start, waitFor } from '../support/processes.js';
 import { NOWHERE } from '../support/weston.js';
 import { RawClient, type RawEvent, displayError } from '../support/raw-client.js';
 
@@ -65,7 +65,7 @@ export async function startVhostUserHost(
     ['--wayland-sock', join(runtimeDir, 'wayland-0'), '--vhost-user', socket],
     { ...process.env, XDG_RUNTIME_DIR: runtimeDir },
   );
-  await waitFor('tswl-host to listen', () => existsSync(socket) || host.child.exitCode !== null);
+  await waitFor('tswl-host to listen', () => listening(socket) || host.child.exitCode !== null);
   return { weston, host, socket };
 }
 

@@ -10,7 +10,7 @@ import { ProxyServer } from '../../src/proxy.js';
 import { relayHooks } from '../../src/relay/hooks.js';
 import { VM_BOUNDARY_HIDDEN_GLOBALS, withheldGlobals } from '../../src/relay/policy.js';
 import type { InterfaceHooks } from '../../src/relay/relay.js';
-import { type Running, accepts, start, stop, waitFor } from './processes.js';
+import { type Running, accepts, listening, start, stop, waitFor } from './processes.js';
 import { repoRoot } from './weston.js';
 
 export const hostBin = join(repoRoot, 'bin/tswl-host');
@@ -85,8 +85,8 @@ export async function startHost(
     ['--wayland-sock', join(c.runtimeDir, 'wayland-0'), '--listen-local', path],
     c.env,
   );
-  await waitFor('tswl-host to listen', () => existsSync(path) || run.child.exitCode !== null);
-  if (!existsSync(path)) throw new Error(`tswl-host did not start:\n${run.output()}`);
+  await waitFor('tswl-host to listen', () => listening(path) || run.child.exitCode !== null);
+  if (!listening(path)) throw new Error(`tswl-host did not start:\n${run.output()}`);
   return { run, path };
 }
 

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { connect } from 'node:net';
+import { readFileSync } from 'node:fs';
 
 /** A child process whose output is collected, for reading logs and traces. */
 export interface Running {
@@ -74,4 +75,19 @@ export function accepts(path: string): Promise<boolean> {
     });
     s.once('error', () => resolve(false));
   });
+}
+
+/**
+ * True once a Unix socket at path is listening. The file appears at bind(), before listen(), so
+ * a connection made as soon as it exists can be refused; this reads the kernel's table instead
+ * of connecting, so the server sees no client that was only a probe.
+ */
+export function listening(path: string): boolean {
+  // Num RefCount Protocol Flags Type St Inode Path; Flags 00010000 is __SO_ACCEPTCON
+  return readFileSync('/proc/net/unix', 'utf8')
+    .split('\n')
+    .some((line) => {
+      const f = line.trim().split(/\s+/);
+      return f[3] === '00010000' && f.slice(7).join(' ') === path;
+    });
 }

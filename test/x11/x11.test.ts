@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, onTestFinished, test } from 'vitest';
 import { Desktop, colourCount, differingPixels } from '../support/desktop.js';
-import { killAll, type Running, start, stop, waitFor } from '../support/processes.js';
+import { killAll, listening, type Running, start, stop, waitFor } from '../support/processes.js';
 import {
   type ClientArea,
   capture,
@@ -81,7 +81,7 @@ async function proxied(
         ['--wayland-sock', join(d.runtimeDir, 'wayland-0'), '--listen-local', gpu],
         process.env,
       );
-      await waitFor('tswl-host to listen', () => existsSync(gpu));
+      await waitFor('tswl-host to listen', () => listening(gpu));
     }
     through.splice(0, 2, '--virtio-gpu-device', gpu);
   }
@@ -410,7 +410,7 @@ describe('Xwayland comes and goes', () => {
   test('Xwayland killed under load: the next X client gets a new one; Wayland clients keep drawing', async () => {
     const d = await desktop();
     const { proxy, display } = await proxied(d, 'proxied', []);
-    await waitFor('the proxy to listen', () => existsSync(join(d.runtimeDir, 'wayland-1')));
+    await waitFor('the proxy to listen', () => listening(join(d.runtimeDir, 'wayland-1')));
     const env = { ...d.clientEnv('wayland-1'), DISPLAY: `:${display}` };
     const wayland = start('weston-simple-shm', [], env);
     const load = start('xterm', ['-e', 'sh', '-c', 'while :; do seq 1 1000; done'], env);
@@ -456,7 +456,7 @@ describe('Xwayland comes and goes', () => {
       ],
       proxyEnv(d),
     );
-    await waitFor('the sockets', () => existsSync(xsocket));
+    await waitFor('the sockets', () => listening(xsocket));
     const file = join(d.runtimeDir, 'activated.txt');
     start('xterm', ['-e', 'sh', '-c', `echo activated > ${file}`], {
       ...d.clientEnv(),
