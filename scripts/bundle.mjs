@@ -1,5 +1,5 @@
 // Bundles each program into one CommonJS file in dist/bundle/ (part of `npm run build`), with
-// V8's code cache for it: bin/ runs these through bin/load.mjs, since Node starts one file much
+// V8's code cache for it: bin/ runs these through bin/load.cjs, since Node starts one file much
 // faster than the ~100 modules tsc emits, and one whose parse is cached faster still. The addon
 // stays a file beside the bundle (build/Release), found as src/native/addon.ts says.
 import { build } from 'esbuild';
@@ -39,7 +39,7 @@ export async function bundle() {
     define: { 'import.meta.url': 'bundleUrl' },
     banner: { js: "const bundleUrl=require('node:url').pathToFileURL(__filename).href;" },
   });
-  const { compile } = await import(join(root, 'bin/load.mjs'));
+  const { compile } = await import(join(root, 'bin/load.cjs'));
   for (const name of Object.keys(entryPoints)) {
     const file = join(outdir, `${name}.cjs`);
     writeFileSync(
