@@ -274,10 +274,9 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
       this.fail(e as Error);
       return;
     }
-    // the message is copied out, so the host may overwrite the page; the client gets the data
-    // first, the next POLL after (and not at all if the relay stopped reading meanwhile)
-    if (data) this.handler.onData();
+    // the message is copied out, so the host may overwrite the page: the next POLL goes first
     this.maybePoll();
+    if (data) this.handler.onData();
   }
 
   /** Takes in a RECEIVE; false when it is the empty one that means end of file. */
