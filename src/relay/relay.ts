@@ -205,11 +205,13 @@ export class Relay {
     }
     const toClient = from === this.host;
     // what handling a message may fill: the other side, and the client (the proxy answers some
-    // requests itself); per message only these are checked, the transports' state once at the end
+    // requests itself); every 32 messages only these are checked (a queue may pass its high
+    // water by that many messages' output), the transports' state once at the end
     const toOut = toClient ? this.client.out : this.host.out;
     const clientOut = this.client.out;
     const begin = from.inStart;
     let pos = begin;
+    let handled = 0;
     this.pumping = true;
     try {
       if (from.fdsTruncated) {
@@ -232,7 +234,7 @@ export class Relay {
           break;
         }
         pos += size;
-        if (toOut.congested || clientOut.congested) {
+        if ((++handled & 31) === 0 && (toOut.congested || clientOut.congested)) {
           from.setReading(false);
           break;
         }
