@@ -276,7 +276,7 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
     }
     // the message is copied out, so the host may overwrite the page: the next POLL goes first
     this.maybePoll();
-    if (data) this.handler.onData();
+    if (data && !this.closed) this.handler.onData();
   }
 
   /** Takes in a RECEIVE; false when it is the empty one that means end of file. */
