@@ -10,16 +10,8 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as native from '../../src/native/index.js';
-import { hostBin } from '../support/cross-domain.js';
-import {
-  type Running,
-  accepts,
-  killAll,
-  listening,
-  start,
-  stop,
-  waitFor,
-} from '../support/processes.js';
+import { startHost } from '../support/cross-domain.js';
+import { type Running, accepts, killAll, start, stop, waitFor } from '../support/processes.js';
 import { proxyBin } from '../support/weston.js';
 import { describeFds, openFds, rssKiB, soakRuntime, startWestonAt } from './support.js';
 
@@ -68,7 +60,7 @@ function cycle(path: string, i: number): boolean {
 }
 
 describe(`${CYCLES} connect/disconnect cycles, a third hanging up mid-message`, () => {
-  const { runtimeDir, env, compositor, gpu } = soakRuntime('tswl-soak-');
+  const { runtimeDir, env, compositor } = soakRuntime('tswl-soak-');
   let weston: Running;
 
   beforeAll(async () => {
@@ -131,8 +123,7 @@ describe(`${CYCLES} connect/disconnect cycles, a third hanging up mid-message`, 
   });
 
   test('cross-domain: a guest tswl-proxy over tswl-host', async () => {
-    const host = start(hostBin, ['--wayland-sock', compositor, '--listen-local', gpu], env);
-    await waitFor('tswl-host to listen', () => listening(gpu));
+    const { run: host, path: gpu } = await startHost({ runtimeDir, env });
     const proxy = start(
       proxyBin,
       ['--virtio-gpu-device', gpu, '--wayland-display', 'wayland-2'],

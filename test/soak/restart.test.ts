@@ -5,16 +5,8 @@
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { hostBin } from '../support/cross-domain.js';
-import {
-  type Running,
-  accepts,
-  killAll,
-  listening,
-  start,
-  stop,
-  waitFor,
-} from '../support/processes.js';
+import { startHost } from '../support/cross-domain.js';
+import { type Running, accepts, killAll, start, stop, waitFor } from '../support/processes.js';
 import { RawClient } from '../support/raw-client.js';
 import { proxyBin } from '../support/weston.js';
 import { readRoundTrip, roundTrip, soakRuntime, startWestonAt } from './support.js';
@@ -23,7 +15,7 @@ import { readRoundTrip, roundTrip, soakRuntime, startWestonAt } from './support.
 const RESTARTS = Number(process.env.TSWL_SOAK_RESTARTS ?? 3);
 
 describe('the host compositor killed and started again', () => {
-  const { runtimeDir, env, compositor, gpu } = soakRuntime('tswl-restart-');
+  const { runtimeDir, env, compositor } = soakRuntime('tswl-restart-');
   /** tswl-proxy in host mode, and tswl-proxy as a guest's proxy in front of tswl-host. */
   const paths = { host: join(runtimeDir, 'wayland-1'), guest: join(runtimeDir, 'wayland-2') };
   let weston: Running;
@@ -34,11 +26,11 @@ describe('the host compositor killed and started again', () => {
   beforeAll(async () => {
     weston = await startWestonAt(runtimeDir);
     proxy = start(proxyBin, ['--host-display', compositor, '--wayland-display', 'wayland-1'], env);
-    host = start(hostBin, ['--wayland-sock', compositor, '--listen-local', gpu], env);
-    await waitFor('tswl-host to listen', () => listening(gpu));
+    const gpu = await startHost({ runtimeDir, env });
+    host = gpu.run;
     guestProxy = start(
       proxyBin,
-      ['--virtio-gpu-device', gpu, '--wayland-display', 'wayland-2'],
+      ['--virtio-gpu-device', gpu.path, '--wayland-display', 'wayland-2'],
       env,
     );
     for (const p of Object.values(paths)) await waitFor(`${p} to listen`, () => accepts(p));

@@ -11,13 +11,12 @@ import { RawClient, type RawEvent, displayError } from '../support/raw-client.js
 /**
  * A private runtime directory for a soak run, the environment its programs get (no X display, a
  * WAYLAND_DISPLAY that leads nowhere: proxies reach weston only through --host-display), and where
- * weston and tswl-host's local link listen in it.
+ * weston listens in it.
  */
 export function soakRuntime(prefix: string): {
   runtimeDir: string;
   env: NodeJS.ProcessEnv;
   compositor: string;
-  gpu: string;
 } {
   const runtimeDir = mkdtempSync(join(tmpdir(), prefix));
   const env: NodeJS.ProcessEnv = {
@@ -30,7 +29,6 @@ export function soakRuntime(prefix: string): {
     runtimeDir,
     env,
     compositor: join(runtimeDir, 'wayland-0'),
-    gpu: join(runtimeDir, 'tswl-gpu'),
   };
 }
 

@@ -74,9 +74,9 @@ export async function startX11Weston(): Promise<Compositor> {
   };
 }
 
-/** `tswl-host --listen-local` against a compositor, ready once its socket exists. */
+/** `tswl-host --listen-local` against the weston in `c.runtimeDir`, ready once it listens. */
 export async function startHost(
-  c: Compositor,
+  c: Pick<Compositor, 'runtimeDir' | 'env'>,
   name = 'tswl-gpu',
 ): Promise<{ run: Running; path: string }> {
   const path = join(c.runtimeDir, name);
