@@ -223,7 +223,7 @@ export function readOffs(columns: Column[], ref: Reference): string[] {
       `  start-up to a listening socket: ${format(v.startup)} ms (target ≤ 100 ms); RSS with 20 ` +
         `idle clients: ${format(v.rss_20_front)} MB in tswl-proxy, ${format(v.rss_20)} MB in ` +
         `all its processes (target ≤ 50 MB); after all the loads, ${format(v.rss_after)} MB ` +
-        `against ${format(v.rss_1)} MB before them`,
+        `against ${format(v.rss_1)} MB before them: ${x(ratio(v.rss_after, v.rss_1))} (target ≤ 1.2×)`,
     );
     if (!cross) continue;
     for (const size of ['1080p', '4K'] as const) {

@@ -177,6 +177,9 @@ async function waitForReady(p: Proc, timeoutMs: number): Promise<void> {
 
 const settle = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** How long the loads' end precedes the memory measured after them. */
+const AFTER_LOADS_QUIET_MS = 2000;
+
 /** RSS, PSS and fds of the configuration's processes (and descendants) with 1 and 20 clients. */
 export async function measureMemory(
   inst: Instance,
@@ -297,7 +300,9 @@ export async function measureConfig(
     }
     await runLoads(live, e, samples);
     if (first && live.procs.length > 0) {
-      // what the loads left behind (connects and disconnects among them)
+      // what the loads left behind (connects and disconnects among them), once the processes had
+      // a quiet moment: tswl-proxy and tswl-host give memory back after a second without traffic
+      await settle(AFTER_LOADS_QUIET_MS);
       const m = await measureMemory(live, e);
       record(samples, 'rss_after', m.one.rssMB);
     }

@@ -9,6 +9,7 @@ import { closeQuietly } from '../wire/fd-queue.js';
 import { ArgReader } from '../wire/reader.js';
 import type { MessageWriter } from '../wire/writer.js';
 import { DisplayError, ProtocolError } from './errors.js';
+import { relayActivity, releaseMemoryWhenQuiet } from './memory-release.js';
 import { IdSpace, SERVER_ID_START, WlObject } from './objects.js';
 
 const DISPLAY_ID = 1;
@@ -138,6 +139,7 @@ export class Relay {
     this.host.close();
     for (const dispose of this.disposers.splice(0)) dispose();
     this.options.onClose?.(this);
+    releaseMemoryWhenQuiet();
   }
 
   /**
@@ -203,6 +205,7 @@ export class Relay {
       this.resumeAfterPump = true;
       return;
     }
+    relayActivity.pumps++;
     const toClient = from === this.host;
     // what handling a message may fill: the other side, and the client (the proxy answers some
     // requests itself); every 32 messages only these are checked (a queue may pass its high
