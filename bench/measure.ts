@@ -177,8 +177,11 @@ async function waitForReady(p: Proc, timeoutMs: number): Promise<void> {
 
 const settle = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** How long the loads' end precedes the memory measured after them. */
-const AFTER_LOADS_QUIET_MS = 2000;
+/**
+ * How long memory is read after idle clients connected: tswl-proxy and tswl-host give memory back
+ * once a second passed without traffic after a client came or went, which takes them up to two.
+ */
+const QUIET_MS = 3000;
 
 /** RSS, PSS and fds of the configuration's processes (and descendants) with 1 and 20 clients. */
 export async function measureMemory(
@@ -196,10 +199,10 @@ export async function measureMemory(
   };
   try {
     await add(1);
-    await settle(300);
+    await settle(QUIET_MS);
     const one = snapshot(inst);
     await add(19);
-    await settle(500);
+    await settle(QUIET_MS);
     const twenty = snapshot(inst);
     return { one, twenty };
   } finally {
@@ -300,9 +303,7 @@ export async function measureConfig(
     }
     await runLoads(live, e, samples);
     if (first && live.procs.length > 0) {
-      // what the loads left behind (connects and disconnects among them), once the processes had
-      // a quiet moment: tswl-proxy and tswl-host give memory back after a second without traffic
-      await settle(AFTER_LOADS_QUIET_MS);
+      // what the loads left behind (connects and disconnects among them)
       const m = await measureMemory(live, e);
       record(samples, 'rss_after', m.one.rssMB);
     }

@@ -112,6 +112,7 @@ export class Relay {
       onClose: (error) => this.onClientClosed(error),
       onDrain: () => this.resume(),
     });
+    releaseMemoryWhenQuiet();
   }
 
   get objectCount(): number {
