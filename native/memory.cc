@@ -377,6 +377,12 @@ Napi::Value ReleaseMemory(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitMemory(Napi::Env env, Napi::Object exports) {
+#ifdef __GLIBC__
+  // A fixed trim threshold also fixes the mmap threshold: glibc otherwise raises both after a
+  // large block is freed, and the top of every arena (V8's compiler threads have their own)
+  // then keeps megabytes that malloc_trim cannot return.
+  mallopt(M_TRIM_THRESHOLD, 128 * 1024);
+#endif
   exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate, "memfdCreate"));
   exports.Set("mmap", Napi::Function::New(env, Mmap, "mmap"));
   exports.Set("munmap", Napi::Function::New(env, Munmap, "munmap"));

@@ -1,9 +1,10 @@
 // A Node process keeps the memory its busiest moment needed: V8 keeps heap pages it could give
-// back, glibc the chunks its compiler threads freed. A client arriving (its setup's garbage) or
-// leaving is when such a moment may be over, so once no relay of the process has pumped for a
-// second after one opened or closed, that memory goes back to the system: once per quiet spell,
-// since the collection takes a few milliseconds.
+// back, glibc the chunks its compiler threads freed, the buffer pool the spares of past clients.
+// A client arriving (its setup's garbage) or leaving is when such a moment may be over, so once no
+// relay of the process has pumped for a second after one opened or closed, that memory goes back
+// to the system: once per quiet spell, since the collection takes a few milliseconds.
 import * as native from '../native/index.js';
+import { dropSpares } from '../wire/buffer-pool.js';
 
 const QUIET_MS = 1000;
 
@@ -28,5 +29,6 @@ function releaseIfQuiet(): void {
     return;
   }
   timer = null;
+  dropSpares();
   native.releaseMemory();
 }

@@ -30,6 +30,11 @@ export function giveBack(buf: Buffer): void {
   });
 }
 
+/** Lets the spares go, for a quiet moment: the next connections allocate their buffers anew. */
+export function dropSpares(): void {
+  for (const list of spares.values()) list.length = 0;
+}
+
 /** The input side of an endpoint, as the relay reads it. */
 interface Input {
   in: Buffer;
