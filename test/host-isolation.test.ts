@@ -5,7 +5,7 @@
 // a departed guest leaves nothing behind. Over vhost-user, a VM that takes away the memory under
 // its running queue stops that queue only.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { DEFAULT_LIMITS } from '../src/host/budget.js';

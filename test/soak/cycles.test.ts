@@ -5,7 +5,7 @@
 // 1.2 times what it was fresh, and at most 1.2 times what it was after a warm-up of as many
 // clients (at least 2,000): a leak grows with the clients served, so twice the clients show it.
 //   TSWL_SOAK_CYCLES=10000 npm run test:soak -- cycles
-import { existsSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as native from '../../src/native/index.js';

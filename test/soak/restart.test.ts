@@ -2,7 +2,7 @@
 // running tswl-host (local link, with a tswl-proxy in front of it as a guest's proxy): their
 // clients get a wl_display.error that says the compositor is gone, both programs stay up, refuse
 // new clients clearly while there is no compositor, and serve new clients once it is back.
-import { existsSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startHost } from '../support/cross-domain.js';

@@ -1,6 +1,6 @@
 // What the soak and fault runs share: a weston that can be killed and started again on the same
 // socket, a Wayland round trip by hand, and a process's open fds and RSS from /proc.
-import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostBin } from '../support/cross-domain.js';

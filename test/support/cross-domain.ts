@@ -1,6 +1,6 @@
 // The cross-domain path on one machine: weston, tswl-host serving the local link, and the proxy
 // in this process (so tests can read its copy counters and inspect its shadow buffers).
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { allInterfaces } from '../../src/generated/index.js';
