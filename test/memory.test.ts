@@ -56,6 +56,36 @@ describe('copyRects', () => {
     expect(dst[3 * stride + 1 * bpp]).toBe(0);
   });
 
+  test('large rectangles (streamed stores) arrive byte for byte, at any alignment', () => {
+    // wider than the small-copy path takes, with strides and x offsets that leave rows unaligned
+    const w = 1001;
+    const h = 300;
+    const srcStride = w * bpp + 12;
+    const dstStride = w * bpp + 4;
+    const src = Buffer.alloc(srcStride * h);
+    for (let i = 0; i < src.length; i++) src[i] = (i * 7 + (i >> 9)) & 0xff;
+    const dst = Buffer.alloc(dstStride * h + 3).subarray(3);
+    const expected = Buffer.alloc(dstStride * h);
+    const rects = Int32Array.from([3, 1, 997, 290, 0, 0, 1, 1]);
+    const n = native.copyRects(dst, dstStride, src, srcStride, rects, 2, bpp, w, h);
+    expect(n).toBe((997 * 290 + 1) * bpp);
+    expect(997 * 290 * bpp).toBeGreaterThan(256 * 1024);
+    for (const [x, y, rw, rh] of [
+      [3, 1, 997, 290],
+      [0, 0, 1, 1],
+    ]) {
+      for (let row = y; row < y + rh; row++) {
+        src.copy(
+          expected,
+          row * dstStride + x * bpp,
+          row * srcStride + x * bpp,
+          row * srcStride + (x + rw) * bpp,
+        );
+      }
+    }
+    expect(dst.equals(expected)).toBe(true);
+  });
+
   test('buffers too small for width × height are refused', () => {
     const small = Buffer.alloc(100);
     expect(() =>
@@ -63,37 +93,21 @@ describe('copyRects', () => {
     ).toThrow(RangeError);
   });
 
-  test('a source truncated under the mapping gives -1, not a crash', () => {
-    const fd = native.memfdCreate('client-pool', stride * height);
-    const src = native.mmap(fd, 0, stride * height, false);
-    const dst = Buffer.alloc(stride * height);
+  test.each([
+    ['small', width, height],
+    ['streamed', 512, 256],
+  ])('a %s copy from a source truncated under the mapping gives -1, not a crash', (_, w, h) => {
+    const size = w * bpp * h;
+    const fd = native.memfdCreate('client-pool', size);
+    const src = native.mmap(fd, 0, size, false);
+    const dst = Buffer.alloc(size);
     // the client shrinks its pool: the mapping now faults past the new end
     ftruncateSync(fd, 0);
-    const n = native.copyRects(
-      dst,
-      stride,
-      src,
-      stride,
-      Int32Array.from([0, 0, width, height]),
-      1,
-      bpp,
-      width,
-      height,
-    );
-    expect(n).toBe(-1);
+    const whole = Int32Array.from([0, 0, w, h]);
+    expect(native.copyRects(dst, w * bpp, src, w * bpp, whole, 1, bpp, w, h)).toBe(-1);
     // and the guard leaves later copies working
-    const ok = native.copyRects(
-      dst,
-      stride,
-      dst,
-      stride,
-      Int32Array.from([0, 0, 1, 1]),
-      1,
-      bpp,
-      width,
-      height,
-    );
-    expect(ok).toBe(bpp);
+    const one = Int32Array.from([0, 0, 1, 1]);
+    expect(native.copyRects(dst, w * bpp, dst, w * bpp, one, 1, bpp, w, h)).toBe(bpp);
     native.munmap(src);
     native.close(fd);
   });
