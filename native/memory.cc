@@ -220,7 +220,9 @@ Napi::Value CopyRects(const Napi::CallbackInfo& info) {
   InstallSigbusGuard();
   sigjmp_buf jump;
   volatile int64_t total = 0;
-  if (sigsetjmp(jump, 1) != 0) {
+  // no signal mask to save: SA_NODEFER leaves SIGBUS unblocked in the handler, and saving it
+  // would cost a system call per copy
+  if (sigsetjmp(jump, 0) != 0) {
     copy_jump = nullptr;
     return Napi::Number::New(env, -1);
   }
