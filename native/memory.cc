@@ -237,19 +237,20 @@ Napi::Value CopyRects(const Napi::CallbackInfo& info) {
     if (y1 > height) y1 = height;
     if (x0 >= x1 || y0 >= y1) continue;
     size_t row = static_cast<size_t>((x1 - x0) * bpp);
-    if (row * static_cast<size_t>(y1 - y0) >= kStreamBytes) {
-      for (int64_t y = y0; y < y1; y++) {
-        CopyRowStreaming(dst + y * dst_stride + x0 * bpp, src + y * src_stride + x0 * bpp, row);
-      }
-#if defined(__SSE2__)
-      // streamed stores are weakly ordered: visible before the commit that tells the host
-      _mm_sfence();
-#endif
-    } else {
-      for (int64_t y = y0; y < y1; y++) {
-        memcpy(dst + y * dst_stride + x0 * bpp, src + y * src_stride + x0 * bpp, row);
+    bool stream = row * static_cast<size_t>(y1 - y0) >= kStreamBytes;
+    for (int64_t y = y0; y < y1; y++) {
+      uint8_t* to = dst + y * dst_stride + x0 * bpp;
+      const uint8_t* from = src + y * src_stride + x0 * bpp;
+      if (stream) {
+        CopyRowStreaming(to, from, row);
+      } else {
+        memcpy(to, from, row);
       }
     }
+#if defined(__SSE2__)
+    // streamed stores are weakly ordered: visible before the commit that tells the host
+    if (stream) _mm_sfence();
+#endif
     total = total + static_cast<int64_t>(row) * (y1 - y0);
   }
   std::atomic_signal_fence(std::memory_order_seq_cst);
