@@ -83,6 +83,15 @@ afterEach(() => {
   expect(host.child.exitCode, host.output()).toBeNull();
 });
 
+/**
+ * tswl-host's log reaches us through its stderr pipe, apart from its answers on the link, so a
+ * line may still be on its way when the answer is here: wait for it, then assert it.
+ */
+async function expectLogged(line: RegExp): Promise<void> {
+  await waitFor(`${line} in tswl-host's log`, () => line.test(host.output())).catch(() => {});
+  expect(host.output()).toMatch(line);
+}
+
 describe("guests that go for tswl-host's memory and fds (weston, local link)", () => {
   let idleRss = 0;
   let idleFds = 0;
@@ -133,7 +142,7 @@ describe("guests that go for tswl-host's memory and fds (weston, local link)", (
         VirtioGpuResp.ERR_OUT_OF_MEMORY,
         VirtioGpuResp.ERR_OUT_OF_MEMORY,
       ]);
-      expect(host.output()).toMatch(/1073741824 more is over its limit of 2147483648/);
+      await expectLogged(/1073741824 more is over its limit of 2147483648/);
       check();
 
       // 1,000 contexts, each with a Wayland channel (a compositor connection), each filled with up
@@ -158,8 +167,8 @@ describe("guests that go for tswl-host's memory and fds (weston, local link)", (
         }
       }
       expect(contexts).toBe(DEFAULT_LIMITS.contexts);
-      expect(host.output()).toMatch(/the guest has 64 contexts already, its limit/);
-      expect(host.output()).toMatch(/the guest has 16384 items, its limit/);
+      await expectLogged(/the guest has 64 contexts already, its limit/);
+      await expectLogged(/the guest has 16384 items, its limit/);
       check();
 
       // GUEST blobs, each with a memfd the host keeps: refused once the guest holds 1,024 fds.
@@ -238,7 +247,7 @@ describe("guests that go for tswl-host's memory and fds (weston, local link)", (
         check,
         10000,
       );
-      expect(host.output()).toMatch(
+      await expectLogged(
         /context 1 \(test\): the guest has 256 fenced commands waiting, its limit; the context is disabled/,
       );
       expect(answers.get(VirtioGpuResp.OK_MAP_INFO)).toBe(10000);
