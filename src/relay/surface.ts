@@ -18,7 +18,7 @@ import type { WpViewporterRequestHandlers } from '../generated/viewporter.js';
 import { dispatchWpViewporterRequest } from '../generated/viewporter.js';
 import * as native from '../native/index.js';
 import { HostBuffer } from './buffer.js';
-import { Damage, addSurfaceDamage } from './damage.js';
+import { Damage, RectList, addSurfaceDamage } from './damage.js';
 import { DisplayError, ProtocolError } from './errors.js';
 import type { WlObject } from './objects.js';
 import type { HookContext, InterfaceHooks } from './relay.js';
@@ -31,10 +31,15 @@ const HOST_BUFFERS = 3;
 /** More, for a compositor that keeps them all longer than WAIT_MS; then the oldest is dropped. */
 const MAX_HOST_BUFFERS = 6;
 const WAIT_MS = 100;
-/** How long a small commit waits for a host buffer that missed fewer frames than a free one. */
+/** How long a commit waits for a host buffer that missed fewer frames than a free one. */
 const FRESHER_WAIT_MS = 4;
+/**
+ * How long it waits when the free one missed so much that catching up copies a quarter of the
+ * buffer or more: a compositor busy repainting gives buffers back late, within a frame at 60 Hz.
+ */
+const STALE_WAIT_MS = 16;
 
-let rectScratch: Int32Array = new Int32Array(64);
+const rectsToCopy = new RectList();
 
 /**
  * A surface's damage requests since its last commit, as the client sent them: at most 16; more
@@ -188,19 +193,18 @@ export class SurfaceShadow implements Disposable {
       if (h.busy || h.matches(buffer)) usable++;
       if (!h.busy && h.matches(buffer) && (!free || h.writtenAt > free.writtenAt)) free = h;
     }
-    // a buffer written after the free one, that the host no longer shows, on its way back
-    const coming =
-      free !== null &&
-      this.hostBuffers.some(
-        (h) => h.busy && h !== this.lastHostBuffer && h.writtenAt > free!.writtenAt,
-      );
     if (free) {
-      // catching up costs more than twice this frame, while one written later comes back: wait
-      // for that one, a little (only small damage gains by it)
+      // a buffer written after the free one, that the host no longer shows, on its way back
+      let coming = false;
+      for (const h of this.hostBuffers)
+        if (h.busy && h !== this.lastHostBuffer && h.writtenAt > free.writtenAt) coming = true;
+      // catching up costs more than twice this frame: wait for that one, a little
       if (!coming || this.waitedForFresher) return false;
-      const frame = this.damageOf(buffer).area(buffer.width, buffer.height);
-      if (free.damage.area(buffer.width, buffer.height) <= frame) return false;
-      return this.wait(FRESHER_WAIT_MS, () => (this.waitedForFresher = true));
+      const { width, height } = buffer;
+      const catchUp = free.damage.area(width, height);
+      if (catchUp <= this.damageOf(buffer).area(width, height)) return false;
+      const ms = catchUp * 4 >= width * height ? STALE_WAIT_MS : FRESHER_WAIT_MS;
+      return this.wait(ms, () => (this.waitedForFresher = true));
     }
     if (usable < (this.mayGrow ? MAX_HOST_BUFFERS : HOST_BUFFERS)) return false;
     // a compositor that keeps every buffer a while (hidden surface, deep queue): grow then
@@ -357,21 +361,21 @@ export class SurfaceShadow implements Disposable {
       // not a single packed plane: copy every plane's bytes whole (as much as the pool holds of
       // them; libwayland checks only the first plane against the pool)
       const n = src.length;
-      rectScratch[0] = 0;
-      rectScratch[1] = 0;
-      rectScratch[2] = n;
-      rectScratch[3] = 1;
+      rectsToCopy.count = 0;
+      rectsToCopy.push(0, 0, n, 1);
       copied =
-        n === 0 ? 0 : native.copyRects(target.memory.bytes, n, src, n, rectScratch, 1, 1, n, 1);
+        n === 0
+          ? 0
+          : native.copyRects(target.memory.bytes, n, src, n, rectsToCopy.rects, 1, 1, n, 1);
     } else {
-      rectScratch = target.damage.write(rectScratch, buffer.width, buffer.height);
+      target.damage.write(rectsToCopy, buffer.width, buffer.height);
       copied = native.copyRects(
         target.memory.bytes,
         buffer.stride,
         src,
         buffer.stride,
-        rectScratch,
-        target.damage.count,
+        rectsToCopy.rects,
+        rectsToCopy.count,
         bpp,
         buffer.width,
         buffer.height,
