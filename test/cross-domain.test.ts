@@ -1,7 +1,7 @@
 // The cross-domain host link: its framing against a recording device, the local-link VirtGpu
 // against a real tswl-host, and whole clients (wayland-info, weston-simple-shm, wl-clipboard)
 // through proxy → cross-domain context → tswl-host → weston.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { fstatSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';

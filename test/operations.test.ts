@@ -5,7 +5,7 @@ import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { Desktop } from './support/desktop.js';
-import { killAll, type Running, start, stop, waitFor, accepts } from './support/processes.js';
+import { killAll, start, stop, waitFor, accepts } from './support/processes.js';
 import {
   type HeadlessWeston,
   NOWHERE,
@@ -26,17 +26,6 @@ async function weston(extraEnv: NodeJS.ProcessEnv = {}): Promise<HeadlessWeston>
   const w = await startHeadlessWeston(extraEnv);
   westons.push(w);
   return w;
-}
-
-/** Runs a client on the proxy's socket until `until` holds, then stops it. */
-async function runClient(
-  w: HeadlessWeston,
-  command: string,
-  until: () => boolean | Promise<boolean>,
-) {
-  const client = start(command, [], { ...w.env, WAYLAND_DISPLAY: 'wayland-1' });
-  await waitFor(`${command} to get going`, until);
-  await stop(client);
 }
 
 describe('--tag', () => {

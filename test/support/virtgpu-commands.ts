@@ -6,7 +6,6 @@ import { expect } from 'vitest';
 import { fourcc } from '../../src/host/gralloc.js';
 import {
   CrossDomainCmd,
-  CrossDomainId,
   VirtioGpuCmd,
   VirtioGpuFlag,
   BlobMem,

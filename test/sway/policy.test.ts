@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { CrossDomainLink, connectCrossDomain } from '../../src/links/cross-domain.js';
 import { VirtioGpuResp } from '../../src/virtgpu/protocol.js';
 import type { Endpoint } from '../../src/wire/connection.js';
-import { killAll, type Running, stop, waitFor } from '../support/processes.js';
+import { killAll, type Running, waitFor } from '../support/processes.js';
 import { Sway, type SwayNode, runOn } from '../support/sway.js';
 import { TestFrontend } from '../support/vhost-user-frontend.js';
 import { type WlEvent, wl, wlString } from '../support/virtgpu-commands.js';
