@@ -311,8 +311,9 @@ describe('shadow buffers', () => {
     expect(commits.every((r) => r.matches)).toBe(true);
     // after each host buffer's first (whole) copy, a frame copies its own damage (the two places
     // of the rectangle) and the previous frame's, which that host buffer missed: at most 1.5× what
-    // the client damaged (less where the places overlap). A host buffer left unused a while catches up with more (its rectangles
-    // merge into their bounds), which is rare: on average, at most twice the damage.
+    // the client damaged (less where the places overlap). A host buffer left unused a while
+    // catches up with more (its rectangles merge into their bounds), which is rare: on average,
+    // at most twice the damage.
     const later = commits.slice(3);
     const damaged = 2 * dw * dh * 4;
     expect(later.length).toBeGreaterThan(50);
