@@ -308,14 +308,24 @@ describe('input, titles and close', () => {
       'xterm at its own size',
       async () => (await width()) > 0 && (await width()) < 640,
     );
+    // xdotool and xwininfo find the window before it is mapped; wmctrl only once the window
+    // manager lists it in _NET_CLIENT_LIST (asked earlier, wmctrl says it cannot find the window)
+    await waitFor('wmctrl to list the window', async () =>
+      (await capture('wmctrl', ['-l'], xEnv)).stdout.toString().includes('tswl-max'),
+    );
+    const wmctrl = async (change: string): Promise<void> =>
+      expect(
+        (await capture('wmctrl', ['-r', 'tswl-max', '-b', change], xEnv)).status,
+        `wmctrl -b ${change}`,
+      ).toBe(0);
     // X → weston: the client message becomes set_maximized; weston's maximized configure comes
     // back, and the X window takes its size and the state
-    await capture('wmctrl', ['-r', 'tswl-max', '-b', 'add,maximized_vert,maximized_horz'], xEnv);
+    await wmctrl('add,maximized_vert,maximized_horz');
     await waitFor('_NET_WM_STATE_MAXIMIZED_*', async () =>
       /MAXIMIZED_VERT.*MAXIMIZED_HORZ|MAXIMIZED_HORZ.*MAXIMIZED_VERT/.test(await state()),
     );
     await waitFor('xterm as wide as the output', async () => (await width()) === 640);
-    await capture('wmctrl', ['-r', 'tswl-max', '-b', 'remove,maximized_vert,maximized_horz'], xEnv);
+    await wmctrl('remove,maximized_vert,maximized_horz');
     await waitFor('no _NET_WM_STATE_MAXIMIZED_*', async () => !/MAXIMIZED/.test(await state()));
     await waitFor('xterm at its own size again', async () => (await width()) < 640);
   });
