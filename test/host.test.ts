@@ -20,6 +20,7 @@ import {
   CrossDomainCmd,
   CrossDomainId,
   VirtioGpuCmd,
+  VirtioGpuFlag,
   VirtioGpuResp,
 } from '../src/virtgpu/protocol.js';
 import { type Running, killAll, start, stop, waitFor } from './support/processes.js';
@@ -226,6 +227,20 @@ describe('tswl-host device model (in process)', () => {
     info.writeUInt32LE(1, 24);
     expect(await h.type(info)).toBe(VirtioGpuResp.ERR_INVALID_PARAMETER);
     expect(deviceConfig().readUInt32LE(12)).toBe(1);
+    h.device.destroy();
+  });
+
+  it('a fenced response echoes the fence id (all 64 bits), its flags, context and ring', async () => {
+    const h = new DeviceHarness(compositor.path);
+    const fence = { id: 0xfedc_ba98_7654_3210n, ring: 0 };
+    const create = ctxCreate(3);
+    create.set(hdr(VirtioGpuCmd.CTX_CREATE, 24, 3, fence));
+    const r = (await h.run(create)).response;
+    expect(r.readUInt32LE(0)).toBe(VirtioGpuResp.OK_NODATA);
+    expect(r.readUInt32LE(4)).toBe(VirtioGpuFlag.FENCE | VirtioGpuFlag.INFO_RING_IDX);
+    expect(r.readBigUInt64LE(8)).toBe(fence.id);
+    expect(r.readUInt32LE(16)).toBe(3);
+    expect(r[20]).toBe(0);
     h.device.destroy();
   });
 

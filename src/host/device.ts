@@ -29,6 +29,7 @@ import {
   VirtioGpuFeature,
   VirtioGpuFlag,
   VirtioGpuResp,
+  setU32,
 } from '../virtgpu/protocol.js';
 import { DEFAULT_LIMITS, type GuestLimits } from './budget.js';
 import { CrossDomainContext, type Resource } from './cross-domain.js';
@@ -99,7 +100,9 @@ const MAX_WARNINGS = 100;
 interface Header {
   type: number;
   flags: number;
-  fenceId: bigint;
+  /** The fence id's low and high words: only echoed, so never made a BigInt. */
+  fenceLow: number;
+  fenceHigh: number;
   ctxId: number;
   ringIdx: number;
 }
@@ -188,7 +191,8 @@ export class GpuDevice {
     const hdr: Header = {
       type: v.getUint32(CtrlHdr.TYPE, true),
       flags: v.getUint32(CtrlHdr.FLAGS, true),
-      fenceId: v.getBigUint64(CtrlHdr.FENCE_ID, true),
+      fenceLow: v.getUint32(CtrlHdr.FENCE_ID, true),
+      fenceHigh: v.getUint32(CtrlHdr.FENCE_ID + 4, true),
       ctxId: v.getUint32(CtrlHdr.CTX_ID, true),
       ringIdx: cmd[CtrlHdr.RING_IDX],
     };
@@ -212,9 +216,10 @@ export class GpuDevice {
     }
     // Fenced: the response echoes the fence, and leaves when the fence signals.
     const r = out.response;
-    r.writeUInt32LE(hdr.flags & (VirtioGpuFlag.FENCE | VirtioGpuFlag.INFO_RING_IDX), CtrlHdr.FLAGS);
-    r.writeBigUInt64LE(hdr.fenceId, CtrlHdr.FENCE_ID);
-    r.writeUInt32LE(hdr.ctxId, CtrlHdr.CTX_ID);
+    setU32(r, CtrlHdr.FLAGS, hdr.flags & (VirtioGpuFlag.FENCE | VirtioGpuFlag.INFO_RING_IDX));
+    setU32(r, CtrlHdr.FENCE_ID, hdr.fenceLow);
+    setU32(r, CtrlHdr.FENCE_ID + 4, hdr.fenceHigh);
+    setU32(r, CtrlHdr.CTX_ID, hdr.ctxId);
     r[CtrlHdr.RING_IDX] = hdr.ringIdx;
     this.fence(hdr, out, reply);
   }
@@ -631,7 +636,7 @@ export function onlyPolls(cmd: Uint8Array): boolean {
 
 function header(type: number, size = CTRL_HDR_SIZE): Buffer {
   const b = Buffer.alloc(size);
-  b.writeUInt32LE(type, 0);
+  setU32(b, 0, type);
   return b;
 }
 

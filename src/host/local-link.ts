@@ -10,6 +10,8 @@ import {
   LOCAL_LINK_MAX_PACKET,
   LOCAL_LINK_WANT_REPLY,
   VirtioGpuResp,
+  getU32,
+  setU32,
 } from '../virtgpu/protocol.js';
 import { BACKLOG_PAUSE, type GuestLimits } from './budget.js';
 import { GpuDevice, type Reply, onlyPolls } from './device.js';
@@ -30,6 +32,7 @@ export interface LocalLinkOptions {
 const PACKETS_PER_TURN = 64;
 /** Packets held back while a guest is paused, before its socket is left to fill. */
 const MAX_PARKED = 256;
+const NO_FDS: readonly number[] = [];
 
 /**
  * A GUEST blob's memory on the local link: the memfd that came with RESOURCE_CREATE_BLOB, its
@@ -86,7 +89,7 @@ const oneRow = new Int32Array([0, 0, 0, 1]);
 
 /** The fds that came with one packet; RESOURCE_CREATE_BLOB (GUEST) takes its memfd from here. */
 class PacketMemory implements GuestMemory {
-  constructor(public fds: number[]) {}
+  fds: readonly number[] = NO_FDS;
 
   resolve(entries: readonly MemEntry[], ledger: FdLedger): GuestBacking {
     if (this.fds.length !== 1) {
@@ -119,7 +122,7 @@ class PacketMemory implements GuestMemory {
 
 interface Outgoing {
   packet: Buffer;
-  fds: number[];
+  fds: readonly number[];
 }
 
 /** One connected guest: its packets in, the device's replies out. */
@@ -129,10 +132,14 @@ export class LinkGuest {
   private readonly inBuf = Buffer.allocUnsafe(LOCAL_LINK_MAX_PACKET + 1);
   private readonly recvOut = new Int32Array(native.RECV_OUT_LENGTH);
   private readonly outQueue: Outgoing[] = [];
+  /** Where a reply is put together; one the socket did not take is queued as a copy. */
+  private readonly outBuf = Buffer.allocUnsafe(LOCAL_LINK_MAX_PACKET);
+  /** The fds that came with the command being handled (one object, reused). */
+  private readonly memory = new PacketMemory();
   private closing = false;
   private resumeScheduled = false;
   /** Packets held back while the guest's backlog is paused, in order, with their fds. */
-  private readonly parked: { packet: Buffer; fds: number[] }[] = [];
+  private readonly parked: { packet: Buffer; fds: readonly number[] }[] = [];
   closed = false;
 
   constructor(
@@ -229,8 +236,8 @@ export class LinkGuest {
         for (let k = 0; k < this.recvOut[0]; k++) closeQuietly(this.recvOut[2 + k]);
         return this.close(`receiving from the link failed: ${errorMessage(e)}`);
       }
-      const fds: number[] = [];
-      for (let k = 0; k < this.recvOut[0]; k++) fds.push(this.recvOut[2 + k]);
+      const count = this.recvOut[0];
+      const fds = count === 0 ? NO_FDS : Array.from(this.recvOut.subarray(2, 2 + count));
       if (n < 0) {
         for (const fd of fds) closeQuietly(fd);
         return;
@@ -262,62 +269,79 @@ export class LinkGuest {
   }
 
   /** Runs one packet's command; its answer goes out now or when its fence signals. */
-  private handle(packet: Buffer, fds: number[]): void {
-    const tag = packet.readUInt32LE(0);
-    const wanted = (packet.readUInt32LE(4) & LOCAL_LINK_WANT_REPLY) !== 0;
+  private handle(packet: Buffer, fds: readonly number[]): void {
+    const tag = getU32(packet, 0);
+    const wanted = (getU32(packet, 4) & LOCAL_LINK_WANT_REPLY) !== 0;
     const command = packet.subarray(LOCAL_LINK_ENVELOPE_SIZE);
-    const fenced =
-      command.length >= CTRL_HDR_SIZE && (command.readUInt32LE(CtrlHdr.FLAGS) & 1) !== 0;
-    const memory = new PacketMemory(fds);
+    const fenced = command.length >= CTRL_HDR_SIZE && (getU32(command, CtrlHdr.FLAGS) & 1) !== 0;
+    const memory = this.memory;
+    memory.fds = fds;
     this.device.handleCommand(command, memory, (reply) => {
       // an unfenced success the guest did not ask about is left unanswered (protocol.ts)
-      if (!wanted && !fenced && reply.response.readUInt32LE(0) < VirtioGpuResp.ERR_UNSPEC) {
+      if (!wanted && !fenced && getU32(reply.response, 0) < VirtioGpuResp.ERR_UNSPEC) {
         if (reply.map) closeQuietly(reply.map.fd);
         return;
       }
       this.send(tag, reply);
     });
-    if (memory.fds.length > 0) {
+    const left = memory.fds;
+    memory.fds = NO_FDS;
+    if (left.length > 0) {
       this.device.warn(
-        `${memory.fds.length} fd(s) came with a command that did not take them; closed them`,
+        `${left.length} fd(s) came with a command that did not take them; closed them`,
       );
-      for (const fd of memory.fds) closeQuietly(fd);
+      for (const fd of left) closeQuietly(fd);
     }
   }
 
   private send(tag: number, reply: Reply): void {
-    const fds = reply.map ? [reply.map.fd] : [];
+    const fds = reply.map ? [reply.map.fd] : NO_FDS;
     if (this.closing) {
       for (const fd of fds) closeQuietly(fd);
       return;
     }
-    const packet = Buffer.allocUnsafe(LOCAL_LINK_ENVELOPE_SIZE + reply.response.length);
-    packet.writeUInt32LE(tag, 0);
-    packet.writeUInt32LE(0, 4);
+    const length = LOCAL_LINK_ENVELOPE_SIZE + reply.response.length;
+    const packet = length <= this.outBuf.length ? this.outBuf : Buffer.allocUnsafe(length);
+    setU32(packet, 0, tag);
+    setU32(packet, 4, 0);
     reply.response.copy(packet, LOCAL_LINK_ENVELOPE_SIZE);
-    this.outQueue.push({ packet, fds });
-    if (this.outQueue.length === 1) this.flush();
+    if (this.outQueue.length === 0) {
+      const sent = this.trySend(packet, length, fds);
+      if (sent === null) for (const fd of fds) closeQuietly(fd);
+      if (sent !== false) return;
+      this.poller.update(native.WRITABLE);
+    }
+    this.outQueue.push({ packet: Buffer.from(packet.subarray(0, length)), fds });
   }
 
   /** Sends queued replies; while some wait for room, the guest's packets are not read. */
   private flush(): void {
     while (this.outQueue.length > 0) {
       const o = this.outQueue[0];
-      let n: number;
-      try {
-        n = native.sendmsg(this.fd, o.packet, 0, o.packet.length, o.fds, o.fds.length);
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        // the guest hung up with replies still on their way: that is no failure of the link
-        if (code === 'EPIPE' || code === 'ECONNRESET') return this.fail(null);
-        return this.fail(`sending to the link failed: ${errorMessage(e)}`);
-      }
-      if (n < 0) break;
-      for (const fd of o.fds) closeQuietly(fd);
+      const sent = this.trySend(o.packet, o.packet.length, o.fds);
+      if (sent === null) return;
+      if (!sent) break;
       this.outQueue.shift();
     }
     if (this.closing) return;
     this.poller.update(this.outQueue.length > 0 ? native.WRITABLE : native.READABLE);
+  }
+
+  /** True once sent (its fds closed), false when the socket is full, null when the link failed. */
+  private trySend(packet: Buffer, length: number, fds: readonly number[]): boolean | null {
+    let n: number;
+    try {
+      n = native.sendmsg(this.fd, packet, 0, length, fds, fds.length);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      // the guest hung up with replies still on their way: that is no failure of the link
+      if (code === 'EPIPE' || code === 'ECONNRESET') this.fail(null);
+      else this.fail(`sending to the link failed: ${errorMessage(e)}`);
+      return null;
+    }
+    if (n < 0) return false;
+    for (const fd of fds) closeQuietly(fd);
+    return true;
   }
 }
 

@@ -22,6 +22,8 @@ import {
   CROSS_DOMAIN_SEND_RECEIVE_SIZE,
   CrossDomainCmd,
   CrossDomainId,
+  getU32,
+  setU32,
 } from '../virtgpu/protocol.js';
 import { openVirtGpu } from '../virtgpu/open.js';
 import type { VirtGpu } from '../virtgpu/virtgpu.js';
@@ -58,9 +60,12 @@ interface ImageRequirements {
 function header(buf: Buffer, at: number, cmd: number, size: number, ring = 0): void {
   buf[at] = cmd;
   buf[at + 1] = ring;
-  buf.writeUInt16LE(size, at + 2);
-  buf.writeUInt32LE(0, at + 4);
+  buf[at + 2] = size;
+  buf[at + 3] = size >>> 8;
+  setU32(buf, at + 4, 0);
 }
+
+const POLL_OPTIONS = { ringIdx: CROSS_DOMAIN_CHANNEL_RING } as const;
 
 let nextLabel = 1;
 
@@ -85,6 +90,8 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
   private polling = false;
   private readonly query: { handle: number; resId: number; map: Buffer };
   private readonly channel: { handle: number; resId: number; map: Buffer };
+  /** The POLL command, the same every time. */
+  private readonly pollCmd = Buffer.alloc(POLL_CMD_SIZE);
   private readPipeId = CROSS_DOMAIN_PIPE_READ_START;
   /** Client pipes the host's READ data goes to, by read-pipe id. */
   private readonly readPipes = new Map<number, ReadPipe>();
@@ -115,7 +122,7 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
       if (!(gpu.getParam(VirtGpuParam.SUPPORTED_CAPSET_IDS) & (1 << CAPSET_CROSS_DOMAIN)))
         throw new Error('the virtio-gpu device has no cross-domain capset');
       const caps = gpu.getCaps(CAPSET_CROSS_DOMAIN, 0, CROSS_DOMAIN_CAPS_SIZE);
-      if (caps.length < 8 || !(caps.readUInt32LE(4) & (1 << CROSS_DOMAIN_CHANNEL_TYPE_WAYLAND)))
+      if (caps.length < 8 || !(getU32(caps, 4) & (1 << CROSS_DOMAIN_CHANNEL_TYPE_WAYLAND)))
         throw new Error(
           'the host offers no Wayland channel (is it started with a Wayland socket?)',
         );
@@ -124,10 +131,11 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
       this.channel = this.ringPage();
       const init = Buffer.alloc(INIT_CMD_SIZE);
       header(init, 0, CrossDomainCmd.INIT, INIT_CMD_SIZE);
-      init.writeUInt32LE(this.query.resId, 8);
-      init.writeUInt32LE(this.channel.resId, 12);
-      init.writeUInt32LE(CROSS_DOMAIN_CHANNEL_TYPE_WAYLAND, 16);
+      setU32(init, 8, this.query.resId);
+      setU32(init, 12, this.channel.resId);
+      setU32(init, 16, CROSS_DOMAIN_CHANNEL_TYPE_WAYLAND);
       gpu.execbuffer(init);
+      header(this.pollCmd, 0, CrossDomainCmd.POLL, POLL_CMD_SIZE, CROSS_DOMAIN_CHANNEL_RING);
       gpu.onFence = () => this.onChannelMessage();
       gpu.onDrain = () => {
         if (this.closed) return;
@@ -235,10 +243,7 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
   }
 
   private poll(): void {
-    const cmd = this.submitBuf.subarray(0, POLL_CMD_SIZE);
-    cmd.fill(0);
-    header(cmd, 0, CrossDomainCmd.POLL, POLL_CMD_SIZE, CROSS_DOMAIN_CHANNEL_RING);
-    this.gpu.execbuffer(cmd, { ringIdx: CROSS_DOMAIN_CHANNEL_RING });
+    this.gpu.execbuffer(this.pollCmd, POLL_OPTIONS);
     this.polling = true;
   }
 
@@ -281,15 +286,15 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
 
   /** Takes in a RECEIVE; false when it is the empty one that means end of file. */
   private onReceive(page: Buffer): boolean {
-    const count = page.readUInt32LE(8);
-    const size = page.readUInt32LE(12);
+    const count = getU32(page, 8);
+    const size = getU32(page, 12);
     if (count > CROSS_DOMAIN_MAX_IDENTIFIERS || size > CROSS_DOMAIN_MAX_SEND_RECV_SIZE)
       throw new Error(`malformed RECEIVE (${count} identifiers, ${size} bytes)`);
     if (count === 0 && size === 0) return false;
     for (let i = 0; i < count; i++) {
-      const id = page.readUInt32LE(16 + 4 * i);
-      const type = page.readUInt32LE(128 + 4 * i);
-      const idSize = page.readUInt32LE(240 + 4 * i);
+      const id = getU32(page, 16 + 4 * i);
+      const type = getU32(page, 128 + 4 * i);
+      const idSize = getU32(page, 240 + 4 * i);
       let fd: number;
       if (
         type === CrossDomainId.WRITE_PIPE ||
@@ -363,9 +368,9 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
   }
 
   private onRead(page: Buffer): void {
-    const id = page.readUInt32LE(8);
-    const hangUp = page.readUInt32LE(12) !== 0;
-    const size = page.readUInt32LE(16);
+    const id = getU32(page, 8);
+    const hangUp = getU32(page, 12) !== 0;
+    const size = getU32(page, 16);
     if (size > MAX_READ_WRITE_DATA) throw new Error(`malformed READ (${size} bytes)`);
     const pipe = this.readPipes.get(id);
     // data for a pipe whose reader went away is dropped
@@ -389,9 +394,9 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
       }
       buf.fill(0, at, at + size);
       header(buf, at, CrossDomainCmd.WRITE, size);
-      buf.writeUInt32LE(id, at + 8);
-      buf.writeUInt32LE(data ? 0 : 1, at + 12);
-      buf.writeUInt32LE(len, at + 16);
+      setU32(buf, at + 8, id);
+      setU32(buf, at + 12, data ? 0 : 1);
+      setU32(buf, at + 16, len);
       if (data) data.copy(buf, at + CROSS_DOMAIN_READ_WRITE_SIZE);
       at += size;
     }
@@ -456,9 +461,9 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
           } else {
             throw new Error(`cannot pass a ${kind.kind} fd to the host`);
           }
-          buf.writeUInt32LE(id, at + 16 + 4 * count);
-          buf.writeUInt32LE(type, at + 128 + 4 * count);
-          buf.writeUInt32LE(size, at + 240 + 4 * count);
+          setU32(buf, at + 16 + 4 * count, id);
+          setU32(buf, at + 128 + 4 * count, type);
+          setU32(buf, at + 240 + 4 * count, size);
           count++;
           fdPos++;
         }
@@ -467,8 +472,8 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
         if (fdPos < fds.length) len = Math.min(len, 4);
         const cmdSize = (CROSS_DOMAIN_SEND_RECEIVE_SIZE + len + 3) & ~3;
         header(buf, at, CrossDomainCmd.SEND, cmdSize);
-        buf.writeUInt32LE(count, at + 8);
-        buf.writeUInt32LE(len, at + 12);
+        setU32(buf, at + 8, count);
+        setU32(buf, at + 12, len);
         out.buf.copy(buf, at + CROSS_DOMAIN_SEND_RECEIVE_SIZE, pos, pos + len);
         buf.fill(0, at + CROSS_DOMAIN_SEND_RECEIVE_SIZE + len, at + cmdSize);
         at += cmdSize;
@@ -501,17 +506,17 @@ export class CrossDomainLink implements Endpoint, ShadowAllocator {
       GET_IMAGE_REQUIREMENTS_SIZE,
       CROSS_DOMAIN_QUERY_RING,
     );
-    cmd.writeUInt32LE(width, 8);
-    cmd.writeUInt32LE(height, 12);
-    cmd.writeUInt32LE(format, 16);
-    cmd.writeUInt32LE(GBM_USE_LINEAR_SCANOUT, 20);
+    setU32(cmd, 8, width);
+    setU32(cmd, 12, height);
+    setU32(cmd, 16, format);
+    setU32(cmd, 20, GBM_USE_LINEAR_SCANOUT);
     this.gpu.execbuffer(cmd, { ringIdx: CROSS_DOMAIN_QUERY_RING, boHandles: [this.query.handle] });
     this.gpu.wait(this.query.handle);
     const reqs: ImageRequirements = {
-      stride0: page.readUInt32LE(0),
-      offset0: page.readUInt32LE(16),
+      stride0: getU32(page, 0),
+      offset0: getU32(page, 16),
       size: Number(page.readBigUInt64LE(40)),
-      blobId: page.readUInt32LE(48),
+      blobId: getU32(page, 48),
     };
     if (reqs.blobId === 0 || reqs.size === 0)
       throw new Error(

@@ -12,6 +12,8 @@ import {
   LOCAL_LINK_ENVELOPE_SIZE,
   LOCAL_LINK_MAX_PACKET,
   LOCAL_LINK_WANT_REPLY,
+  getU32,
+  setU32,
   VirtioGpuCmd,
   VirtioGpuFlag,
   VirtioGpuResp,
@@ -63,12 +65,15 @@ class RegionAllocator {
 }
 
 const NO_BOS: BlobObject[] = [];
+const NO_FDS: readonly number[] = [];
+/** What a POLL's fence is: observed, and on no buffer (so one object serves them all). */
+const POLL_FENCE: Fence = { polled: true, objects: NO_BOS };
 
 interface Reply {
   readonly type: number;
   /** The response from its ctrl header on (a copy). */
   readonly body: Buffer;
-  readonly fds: number[];
+  readonly fds: readonly number[];
 }
 
 interface BlobObject {
@@ -117,7 +122,9 @@ function ctrlHeader(
 ): void {
   view.setUint32(at, type, true);
   view.setUint32(at + 4, flags, true);
-  view.setBigUint64(at + 8, BigInt(fenceId), true);
+  // fence ids count up from 1 within a context: never past 2^32 in practice, 2^53 at most
+  view.setUint32(at + 8, fenceId >>> 0, true);
+  view.setUint32(at + 12, Math.floor(fenceId / 2 ** 32), true);
   view.setUint32(at + 16, ctxId, true);
   view.setUint32(at + 20, ring & 0xff, true);
 }
@@ -423,9 +430,9 @@ export class LocalVirtGpu implements VirtGpu {
     ctrlHeader(view, 8, VirtioGpuCmd.SUBMIT_3D, flags, fenceId, CTX_ID, ring ?? 0);
     view.setUint32(8 + CTRL_HDR_SIZE, commands.length, true);
     buf.set(commands, 8 + CTRL_HDR_SIZE + 8);
-    const tag = this.sendTagged(buf, [], false);
+    const tag = this.sendTagged(buf, NO_FDS, false);
     if (fenced) {
-      this.fences.set(tag, { polled, objects: bos });
+      this.fences.set(tag, polled && bos.length === 0 ? POLL_FENCE : { polled, objects: bos });
       for (const o of bos) o.fences.add(tag);
     }
   }
@@ -541,12 +548,12 @@ export class LocalVirtGpu implements VirtGpu {
   }
 
   /** Stamps the envelope and sends (or queues) one packet; `fds` stay the caller's. */
-  private sendTagged(buf: Buffer, fds: number[], awaited: boolean): number {
+  private sendTagged(buf: Buffer, fds: readonly number[], awaited: boolean): number {
     this.check();
     const tag = this.nextTag;
     this.nextTag = (this.nextTag + 1) >>> 0 || 1;
-    buf.writeUInt32LE(tag, 0);
-    buf.writeUInt32LE(awaited ? LOCAL_LINK_WANT_REPLY : 0, 4);
+    setU32(buf, 0, tag);
+    setU32(buf, 4, awaited ? LOCAL_LINK_WANT_REPLY : 0);
     if (awaited) this.awaited.add(tag);
     if (this.sendQueue.length === 0 && this.trySend(buf, fds)) return tag;
     // the packet and its fds must outlive the queue: keep our own copies (or the scratch
@@ -563,7 +570,7 @@ export class LocalVirtGpu implements VirtGpu {
     return tag;
   }
 
-  private trySend(buf: Buffer, fds: number[]): boolean {
+  private trySend(buf: Buffer, fds: readonly number[]): boolean {
     try {
       return native.sendmsg(this.fd, buf, 0, buf.length, fds, fds.length) >= 0;
     } catch (e) {
@@ -632,7 +639,8 @@ export class LocalVirtGpu implements VirtGpu {
   private readPackets(): void {
     while (!this.closed && !this.failed) {
       const n = native.recvmsg(this.fd, this.rbuf, 0, this.rbuf.length, this.recvOut);
-      const fds = Array.from(this.recvOut.subarray(2, 2 + this.recvOut[0]));
+      const count = this.recvOut[0];
+      const fds = count === 0 ? NO_FDS : Array.from(this.recvOut.subarray(2, 2 + count));
       if (n < 0) {
         for (const fd of fds) closeQuietly(fd);
         return;
@@ -646,14 +654,14 @@ export class LocalVirtGpu implements VirtGpu {
     }
   }
 
-  private onPacket(n: number, fds: number[]): void {
+  private onPacket(n: number, fds: readonly number[]): void {
     if (n < LOCAL_LINK_ENVELOPE_SIZE + CTRL_HDR_SIZE) {
       for (const fd of fds) closeQuietly(fd);
       this.fail(virtGpuError('EPROTO', `tswl-host sent a packet of ${n} bytes`));
       return;
     }
-    const tag = this.rbuf.readUInt32LE(0);
-    const type = this.rbuf.readUInt32LE(LOCAL_LINK_ENVELOPE_SIZE);
+    const tag = getU32(this.rbuf, 0);
+    const type = getU32(this.rbuf, LOCAL_LINK_ENVELOPE_SIZE);
     if (this.awaited.has(tag)) {
       this.replies.set(tag, {
         type,

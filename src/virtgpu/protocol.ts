@@ -182,3 +182,17 @@ export const ImageRequirements = {
   MEMORY_IDX: 56,
   PHYSICAL_DEVICE_IDX: 60,
 } as const;
+
+// Words of the envelope and of the ctrl header, byte by byte: Buffer's readUInt32LE and
+// writeUInt32LE check their arguments through a wrapper of Node's on every call, and these are
+// read and written for every packet, on both ends of the link.
+export function getU32(bytes: Uint8Array, at: number): number {
+  return (bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16) | (bytes[at + 3] << 24)) >>> 0;
+}
+
+export function setU32(bytes: Uint8Array, at: number, value: number): void {
+  bytes[at] = value;
+  bytes[at + 1] = value >>> 8;
+  bytes[at + 2] = value >>> 16;
+  bytes[at + 3] = value >>> 24;
+}
