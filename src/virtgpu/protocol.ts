@@ -183,9 +183,9 @@ export const ImageRequirements = {
   PHYSICAL_DEVICE_IDX: 60,
 } as const;
 
-// Words of the envelope and of the ctrl header, byte by byte: Buffer's readUInt32LE and
-// writeUInt32LE check their arguments through a wrapper of Node's on every call, and these are
-// read and written for every packet, on both ends of the link.
+// Little-endian words of local-link envelopes, ctrl headers and cross-domain commands, byte by
+// byte: Buffer's readUInt32LE and writeUInt32LE check their arguments through a wrapper of Node's
+// on every call, and these words are read and written for every packet and command.
 export function getU32(bytes: Uint8Array, at: number): number {
   return (bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16) | (bytes[at + 3] << 24)) >>> 0;
 }
